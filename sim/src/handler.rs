@@ -1,0 +1,180 @@
+//! The life of one request: classify, record, count as in flight, wait, maybe misbehave, route.
+//!
+//! Recording happens before latency and faults so a test can see that a request which was then
+//! rate-limited or reset did reach the upstream.
+
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::SimBody;
+use crate::{api, control, probes, Fault, InFlightGuard, RecordedRequest, State};
+
+/// Body sent in place of an empty one when a mid-body reset must have something to cut.
+const RESET_PAD_BYTES: usize = 4096;
+
+pub(crate) type SimResponse = Response<SimBody>;
+
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Result<SimResponse> {
+    if req.uri().path() == "/_sim" || req.uri().path().starts_with("/_sim/") {
+        return Ok(control::handle(&state, req).await);
+    }
+    let token = credential(req.headers());
+    let is_item_list = api::is_item_list(req.method(), req.uri().path());
+    state.record(
+        RecordedRequest {
+            method: req.method().clone(),
+            path: req.uri().path().to_owned(),
+            query: req.uri().query().map(str::to_owned),
+            headers: req.headers().clone(),
+            token: token.clone(),
+        },
+        is_item_list,
+    );
+    let _in_flight = InFlightGuard::enter(&state);
+
+    let latency = state.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let mut truncate = false;
+    match state.take_fault(token.as_deref(), is_item_list) {
+        None => {}
+        Some(Fault::Status {
+            status,
+            retry_after,
+            retry_after_ms,
+        }) => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut resp = detail(status, &format!("simulated fault: {status}"));
+            for (name, value) in [
+                ("retry-after", retry_after),
+                ("retry-after-ms", retry_after_ms),
+            ] {
+                if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+                    resp.headers_mut().insert(name, v);
+                }
+            }
+            return Ok(resp);
+        }
+        Some(Fault::ResetBeforeResponse) => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionReset,
+                "simulated reset before response",
+            ));
+        }
+        Some(Fault::ResetMidBody) => truncate = true,
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+    }
+
+    let resp = route(&state, req, token.as_deref()).await;
+    Ok(if truncate { truncated(resp) } else { resp })
+}
+
+async fn route(state: &State, req: Request<Incoming>, token: Option<&str>) -> SimResponse {
+    let path = req.uri().path().to_owned();
+    if let Some(rest) = path.strip_prefix(api::PREFIX) {
+        return api::handle(state, req, rest, token).await;
+    }
+    if path.starts_with("/echo/") {
+        return probes::echo(req).await;
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        return probes::status(code);
+    }
+    if path == "/download" {
+        return probes::download(req.uri().query());
+    }
+    not_found()
+}
+
+/// Turns a normal response into one that announces its full length, sends half, then aborts.
+fn truncated(resp: SimResponse) -> SimResponse {
+    let (mut parts, body) = resp.into_parts();
+    let full = match body {
+        SimBody::Full(Some(b)) if b.len() >= 2 => b,
+        _ => Bytes::from(vec![b' '; RESET_PAD_BYTES]),
+    };
+    parts.status = StatusCode::OK;
+    parts
+        .headers
+        .insert(CONTENT_LENGTH, HeaderValue::from(full.len() as u64));
+    let len = full.len() as u64;
+    let head = full.slice(..full.len() / 2);
+    Response::from_parts(parts, SimBody::truncated(head, len))
+}
+
+/// The credential as the real API reads it: a bearer key, else the `session` cookie.
+pub(crate) fn credential(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, key) = v.trim().split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        })
+        .filter(|k| !k.is_empty());
+    if let Some(key) = bearer {
+        return Some(key.to_owned());
+    }
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == "session" && !value.is_empty())
+        .map(|(_, value)| value.to_owned())
+}
+
+/// A JSON response with an exact Content-Length.
+pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> SimResponse {
+    let body = body.into();
+    let mut resp = Response::new(SimBody::empty());
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
+    *resp.body_mut() = SimBody::full(body);
+    resp
+}
+
+/// FastAPI's error shape: `{"detail": "..."}`.
+pub(crate) fn detail(status: StatusCode, message: &str) -> SimResponse {
+    json(
+        status,
+        serde_json::to_vec(&serde_json::json!({ "detail": message })).unwrap_or_default(),
+    )
+}
+
+pub(crate) fn not_found() -> SimResponse {
+    detail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+pub(crate) fn method_not_allowed() -> SimResponse {
+    detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
+}
+
+/// Reads a request body to the end without keeping it, calling `each` on every chunk.
+pub(crate) async fn drain_body(
+    body: Incoming,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), hyper::Error> {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            each(&data);
+        }
+    }
+    Ok(())
+}
+
+/// `GET` and `HEAD` are the read methods the item list and job status answer.
+pub(crate) fn is_read(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}

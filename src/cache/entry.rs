@@ -1,0 +1,114 @@
+//! A cached response and what it knows about itself.
+//!
+//! Everything a hit needs is prepared once, when the entry is made: the
+//! headers to send (with a strong `ETag`), the body as shared [`Bytes`], and
+//! the moments it stops being fresh and stops being useful even as stale.
+//! A hit then clones two reference counts and formats two small headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tokio::time::Instant;
+
+/// How an entry stands at a given moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Servable as a hit; this much freshness left.
+    Fresh(Duration),
+    /// Past its TTL by this much.
+    Stale(Duration),
+}
+
+/// One upstream response held by pollgate (stored, or only shared by coalesced waiters).
+#[derive(Debug)]
+pub struct Entry {
+    pub status: StatusCode,
+    /// Headers sent with every copy of this response (never hop-by-hop, never `Set-Cookie` when stored).
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Strong validator of the body; also how long-polls see that content changed.
+    pub etag: HeaderValue,
+    /// The job whose pages this is, for purges.
+    pub job: Arc<str>,
+    pub fetched_at: Instant,
+    pub fresh_for: Duration,
+    /// How long after fetching the entry is kept for stale serving.
+    pub retain_for: Duration,
+}
+
+impl Entry {
+    /// The strong ETag of a body: 128 bits of BLAKE3, quoted.
+    pub fn etag_of(body: &[u8]) -> HeaderValue {
+        let hash = blake3::hash(body);
+        let mut text = String::with_capacity(34);
+        text.push('"');
+        for b in &hash.as_bytes()[..16] {
+            text.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
+            text.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
+        }
+        text.push('"');
+        // Hex digits and quotes are always a valid header value.
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"0\""))
+    }
+
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.fetched_at)
+    }
+
+    pub fn freshness(&self, now: Instant) -> Freshness {
+        let age = self.age(now);
+        if age < self.fresh_for {
+            Freshness::Fresh(self.fresh_for - age)
+        } else {
+            Freshness::Stale(age - self.fresh_for)
+        }
+    }
+
+    pub fn fresh_until(&self) -> Instant {
+        self.fetched_at + self.fresh_for
+    }
+
+    /// Bytes this entry holds, for the cache's byte capacity.
+    pub fn weight(&self, key_len: usize) -> u32 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        let total = self.body.len() + headers + key_len + std::mem::size_of::<Entry>() + 64;
+        u32::try_from(total).unwrap_or(u32::MAX)
+    }
+
+    /// True when `If-None-Match` names this entry (weak comparison, RFC 9110 §13.1.2).
+    pub fn matches(&self, if_none_match: &HeaderValue) -> bool {
+        etag_list_matches(if_none_match.as_bytes(), self.etag.as_bytes())
+    }
+}
+
+/// Does an `If-None-Match` list contain `etag` (or `*`)? `W/` prefixes are ignored.
+pub fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
+    list.split(|b| *b == b',').any(|candidate| {
+        let c = candidate.trim_ascii();
+        let c = c.strip_prefix(b"W/").unwrap_or(c);
+        c == b"*" || c == etag
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etag_matching() {
+        let tag = Entry::etag_of(b"body");
+        let t = tag.as_bytes();
+        assert!(etag_list_matches(t, t));
+        assert!(etag_list_matches(b"*", t));
+        let list = [b"\"x\", W/".as_slice(), t].concat();
+        assert!(etag_list_matches(&list, t));
+        assert!(!etag_list_matches(b"\"x\"", t));
+        assert_ne!(Entry::etag_of(b"body"), Entry::etag_of(b"body2"));
+    }
+}

@@ -1,0 +1,177 @@
+//! Credential fingerprints and cache keys: tenancy by construction.
+//!
+//! A cache key always starts with the fingerprint of the credential that
+//! fetched the entry, so one tenant's pages can never be found by another's
+//! request, and the coalescing map is keyed the same way, so in-flight fetches
+//! are never shared across credentials either. The fingerprint is a keyed
+//! BLAKE3 hash with a per-process random key: tokens never appear in keys,
+//! logs or metrics, and fingerprints cannot be precomputed offline.
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{header, HeaderMap, HeaderName};
+
+use super::CanonicalQuery;
+
+/// Secret key of the credential hash, drawn once per process.
+#[derive(Clone)]
+pub struct FingerprintKey([u8; 32]);
+
+impl fmt::Debug for FingerprintKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FingerprintKey(..)")
+    }
+}
+
+impl FingerprintKey {
+    pub fn random() -> Self {
+        FingerprintKey(rand::random())
+    }
+
+    /// The fingerprint of the request's credential: its `Authorization` header
+    /// and its `session` cookie. `None` when it has neither.
+    pub fn credential(&self, headers: &HeaderMap) -> Option<Credential> {
+        let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+        let session = session_cookie(headers);
+        if auth.is_none() && session.is_none() {
+            return None;
+        }
+        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        // Length-prefix each part so ("ab", "") and ("a", "b") differ.
+        for part in [auth, session] {
+            match part {
+                Some(bytes) => {
+                    hasher.update(&[1]);
+                    hasher.update(&(bytes.len() as u64).to_le_bytes());
+                    hasher.update(bytes);
+                }
+                None => {
+                    hasher.update(&[0]);
+                }
+            }
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
+        Some(Credential(id))
+    }
+}
+
+/// The value of the `session` cookie, across every `Cookie` header.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+        .find_map(|pair| {
+            let pair = pair.trim_ascii();
+            let (name, value) = pair.split_at(pair.iter().position(|b| *b == b'=')?);
+            (name == b"session").then(|| &value[1..])
+        })
+}
+
+/// A credential's fingerprint: 128 bits of a keyed hash. `Display` is hex.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Credential([u8; 16]);
+
+impl fmt::Display for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0 {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({self})")
+    }
+}
+
+/// Identity of one cacheable response: credential, job, canonical query and
+/// the values of the configured `vary_headers`. Cheap to clone (shared text).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey(Arc<str>);
+
+impl CacheKey {
+    pub fn new(
+        credential: &Credential,
+        job: &str,
+        query: &CanonicalQuery,
+        vary: &[HeaderName],
+        headers: &HeaderMap,
+    ) -> CacheKey {
+        use std::fmt::Write;
+        let mut text = String::with_capacity(34 + job.len() + query.as_str().len());
+        // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
+        let _ = write!(text, "{credential}\n{job}\n{}", query.as_str());
+        for name in vary {
+            text.push('\n');
+            for value in headers.get_all(name) {
+                text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+                text.push('\u{1}');
+            }
+        }
+        CacheKey(Arc::from(text))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CacheKey({:?})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn credential_sources() {
+        let key = FingerprintKey::random();
+        assert!(key.credential(&headers(&[])).is_none());
+        assert!(key.credential(&headers(&[("cookie", "other=1")])).is_none());
+        let a = key.credential(&headers(&[("authorization", "Bearer a")]));
+        let b = key.credential(&headers(&[("authorization", "Bearer b")]));
+        let s = key.credential(&headers(&[("cookie", "x=1; session=Bearer a")]));
+        assert!(a.is_some() && b.is_some() && s.is_some());
+        assert_ne!(a, b);
+        assert_ne!(
+            a, s,
+            "a header and a cookie with the same text are different credentials"
+        );
+        let again = key.credential(&headers(&[
+            ("authorization", "Bearer a"),
+            ("cookie", "theme=dark"),
+        ]));
+        assert_eq!(a, again, "unrelated cookies do not split the credential");
+        let other_process =
+            FingerprintKey::random().credential(&headers(&[("authorization", "Bearer a")]));
+        assert_ne!(a, other_process);
+    }
+
+    #[test]
+    fn token_never_in_key() {
+        let key = FingerprintKey::random();
+        let h = headers(&[("authorization", "Bearer sk-secret-token")]);
+        let cred = key.credential(&h).expect("credential");
+        let q = crate::items::canonicalize(Some("limit=5")).expect("valid");
+        let k = CacheKey::new(&cred, "job", &q, &[], &h);
+        assert!(!k.as_str().contains("sk-secret"));
+        assert!(!format!("{cred} {cred:?} {k:?}").contains("sk-secret"));
+    }
+}

@@ -1,0 +1,82 @@
+//! The `pollgate` binary: parse flags, load config, bind, serve until a signal.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use pollgate::cli::{Cli, Command, ServeArgs};
+use pollgate::{server, telemetry, Config, Gateway};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (args, check_only) = match cli.into_command() {
+        Command::Serve(args) => (args, false),
+        Command::CheckConfig(args) => (args, true),
+    };
+    let config = match Config::load(args.config_path().as_deref(), &args.overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pollgate: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if check_only {
+        println!("{config:#?}");
+        return ExitCode::SUCCESS;
+    }
+    telemetry::init(config.log.format);
+    match run(config, &args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pollgate: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[tokio::main]
+async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+    let listener = server::bind(config.server.listen, "server.listen").await?;
+    let admin = server::bind(config.admin.listen, "admin.listen").await?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin.local_addr()?,
+        upstream = %config.upstream.url,
+        ttl_ms = config.cache.ttl.as_millis() as u64,
+        config = ?args.config_path(),
+        "pollgate started"
+    );
+    let gateway = Gateway::new(config).context("cannot set up the upstream client")?;
+    server::serve(gateway, listener, Some(admin), shutdown_signal()).await?;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    tracing::info!("shutdown signal received");
+}

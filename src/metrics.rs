@@ -1,0 +1,297 @@
+//! Prometheus metrics, served by the admin listener.
+//!
+//! Counters on the request path are resolved once at start-up and kept as
+//! plain handles, so recording a hit is one atomic add: no label hashing and
+//! no registry lock per request. Gauges that describe state (cache size,
+//! fetches in flight, active back-offs) are read at scrape time instead of
+//! being maintained on every request.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// How a request was answered; the label of `pollgate_requests_total` and the access log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum Outcome {
+    /// Fresh entry served.
+    Hit,
+    /// Stale entry served (while revalidating, on error, under back-off or after a wait timeout).
+    Stale,
+    /// This request's fetch went upstream.
+    Miss,
+    /// Joined another request's in-flight fetch.
+    Collapsed,
+    /// Cacheable route, but not cached (no credential).
+    Bypass,
+    /// 304 from a cached entry.
+    NotModified,
+    /// 422 at the edge.
+    Rejected,
+    /// 429 from pollgate's own back-off or budget, no upstream call.
+    BackedOff,
+    /// pollgate answered with an error (502/504).
+    Error,
+    /// Not the item-list route: relayed to the upstream.
+    Passthrough,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 10] = [
+        Outcome::Hit,
+        Outcome::Stale,
+        Outcome::Miss,
+        Outcome::Collapsed,
+        Outcome::Bypass,
+        Outcome::NotModified,
+        Outcome::Rejected,
+        Outcome::BackedOff,
+        Outcome::Error,
+        Outcome::Passthrough,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Collapsed => "collapsed",
+            Outcome::Bypass => "bypass",
+            Outcome::NotModified => "not_modified",
+            Outcome::Rejected => "rejected",
+            Outcome::BackedOff => "backed_off",
+            Outcome::Error => "error",
+            Outcome::Passthrough => "passthrough",
+        }
+    }
+
+    /// Whether a request answered this way cost no upstream call of its own.
+    pub fn without_upstream(self) -> bool {
+        !matches!(
+            self,
+            Outcome::Miss | Outcome::Bypass | Outcome::Passthrough | Outcome::Error
+        )
+    }
+}
+
+/// Why a stale entry was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+pub enum StaleReason {
+    WhileRevalidate,
+    UpstreamError,
+    Backoff,
+    WaitTimeout,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    result: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: StaleReason,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    items: [Counter; Outcome::ALL.len()],
+    passthrough: Counter,
+    upstream: Family<StatusLabels, Counter>,
+    upstream_latency: Histogram,
+    pub coalesced_waiters: Counter,
+    pub validation_rejections: Counter,
+    stale: Family<ReasonLabels, Counter>,
+    pub backoffs_started: Counter,
+    pub upstream_429: Counter,
+    without_upstream: Counter,
+    pub not_modified: Counter,
+    pub long_polls_waiting: Gauge,
+    pub cache_entries: Gauge,
+    pub cache_bytes: Gauge,
+    pub fetches_in_flight: Gauge,
+    pub upstream_in_flight: Gauge,
+    pub backoffs_active: Gauge,
+    pub purges: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("pollgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Client requests by route and how they were answered",
+            requests.clone(),
+        );
+        let items = Outcome::ALL.map(|result| {
+            requests
+                .get_or_create(&RequestLabels {
+                    route: "items",
+                    result,
+                })
+                .clone()
+        });
+        let passthrough = requests
+            .get_or_create(&RequestLabels {
+                route: "passthrough",
+                result: Outcome::Passthrough,
+            })
+            .clone();
+        let upstream = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Upstream requests by status class (or timeout/error)",
+            upstream.clone(),
+        );
+        let upstream_latency = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "upstream_latency_seconds",
+            "Time to upstream response headers",
+            upstream_latency.clone(),
+        );
+        let stale = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "stale_served",
+            "Stale entries served, by reason",
+            stale.clone(),
+        );
+
+        let m = Metrics {
+            items,
+            passthrough,
+            upstream,
+            upstream_latency,
+            coalesced_waiters: Counter::default(),
+            validation_rejections: Counter::default(),
+            stale,
+            backoffs_started: Counter::default(),
+            upstream_429: Counter::default(),
+            without_upstream: Counter::default(),
+            not_modified: Counter::default(),
+            long_polls_waiting: Gauge::default(),
+            cache_entries: Gauge::default(),
+            cache_bytes: Gauge::default(),
+            fetches_in_flight: Gauge::default(),
+            upstream_in_flight: Gauge::default(),
+            backoffs_active: Gauge::default(),
+            purges: Counter::default(),
+            registry,
+        };
+        let mut m = m;
+        let r = &mut m.registry;
+        r.register(
+            "coalesced_waiters",
+            "Requests that joined an in-flight fetch instead of making one",
+            m.coalesced_waiters.clone(),
+        );
+        r.register(
+            "validation_rejections",
+            "Item-list requests rejected with 422 at the edge",
+            m.validation_rejections.clone(),
+        );
+        r.register(
+            "backoffs_started",
+            "Per-credential back-offs started after an upstream 429",
+            m.backoffs_started.clone(),
+        );
+        r.register(
+            "upstream_429",
+            "Upstream 429 (or 503 with Retry-After) responses",
+            m.upstream_429.clone(),
+        );
+        r.register(
+            "answered_without_upstream",
+            "Item-list requests answered without an upstream call of their own",
+            m.without_upstream.clone(),
+        );
+        r.register(
+            "not_modified",
+            "304 responses served from the cache",
+            m.not_modified.clone(),
+        );
+        r.register(
+            "long_polls_waiting",
+            "Long-poll requests being held now",
+            m.long_polls_waiting.clone(),
+        );
+        r.register(
+            "cache_entries",
+            "Entries in the cache",
+            m.cache_entries.clone(),
+        );
+        r.register(
+            "cache_bytes",
+            "Weighted size of the cache in bytes",
+            m.cache_bytes.clone(),
+        );
+        r.register(
+            "fetches_in_flight",
+            "Coalesced cache fills in flight",
+            m.fetches_in_flight.clone(),
+        );
+        r.register(
+            "upstream_in_flight",
+            "Upstream requests in flight (all routes)",
+            m.upstream_in_flight.clone(),
+        );
+        r.register(
+            "backoffs_active",
+            "Credentials under an upstream back-off now",
+            m.backoffs_active.clone(),
+        );
+        r.register(
+            "purges",
+            "Cache purges (admin or invalidating writes)",
+            m.purges.clone(),
+        );
+        m
+    }
+
+    /// Count one item-list request by how it was answered.
+    pub fn item_request(&self, outcome: Outcome) {
+        // `ALL` lists the variants in declaration order, so the discriminant is the index.
+        self.items[outcome as usize].inc();
+        if outcome.without_upstream() {
+            self.without_upstream.inc();
+        }
+    }
+
+    pub fn passthrough_request(&self) {
+        self.passthrough.inc();
+    }
+
+    pub fn stale_served(&self, reason: StaleReason) {
+        self.stale.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn upstream_result(&self, status: &'static str, latency: Duration) {
+        self.upstream.get_or_create(&StatusLabels { status }).inc();
+        self.upstream_latency.observe(latency.as_secs_f64());
+    }
+
+    /// Prometheus text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "metrics encoding failed");
+        }
+        out
+    }
+}

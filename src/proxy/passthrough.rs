@@ -1,0 +1,178 @@
+//! Passthrough: every request that is not a cacheable item-list request.
+//!
+//! Method, path and query go upstream as sent; bodies stream both ways and are
+//! never buffered whole (a 50 MB upload costs a few buffers, not 50 MB), with
+//! one exception: job-status responses (small JSON) are read so pollgate
+//! learns when a job is finished. Hop-by-hop headers are removed in both
+//! directions, `Host` is the upstream's, and `X-Forwarded-*` are added.
+//! A successful write below a job purges that job's pages for everyone.
+//!
+//! Passthrough requests are not held back by a credential's back-off: they
+//! include writes (cancel) that must not be silently delayed, and the upstream
+//! answers them itself. Their 429s do extend the back-off of cacheable reads.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Either, Limited};
+use hyper::body::Incoming;
+
+use super::State;
+use crate::body::{empty_request, full, streamed, ResponseBody, UpstreamBody};
+use crate::error::{GatewayError, UpstreamError};
+use crate::items::{job_of_path, match_job_status_path, Credential};
+use crate::upstream::{error_chain, strip_hop_by_hop};
+
+/// Job-status bodies larger than this are not inspected (they are a few hundred bytes).
+const MAX_STATUS_BODY: usize = 1024 * 1024;
+
+static X_FORWARDED_FOR: header::HeaderName = header::HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
+
+/// Relay a request with its body.
+pub async fn forward(
+    state: &Arc<State>,
+    parts: Parts,
+    body: Incoming,
+    peer: SocketAddr,
+) -> Response<ResponseBody> {
+    relay(state, parts, Either::Left(body), Some(peer)).await
+}
+
+/// Relay a body-less request we only hold by reference (anonymous item lists).
+pub async fn forward_without_body(state: &Arc<State>, parts: &Parts) -> Response<ResponseBody> {
+    let mut req = Request::new(());
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = parts.uri.clone();
+    *req.headers_mut() = parts.headers.clone();
+    let (owned, ()) = req.into_parts();
+    relay(state, owned, empty_request(), None).await
+}
+
+async fn relay(
+    state: &Arc<State>,
+    parts: Parts,
+    body: UpstreamBody,
+    peer: Option<SocketAddr>,
+) -> Response<ResponseBody> {
+    let path = parts.uri.path().to_owned();
+    let method = parts.method.clone();
+    let credential = state.fingerprints.credential(&parts.headers);
+    match exchange(state, parts, body, peer).await {
+        Ok(res) => {
+            if let Some(credential) = &credential {
+                learn_rate_limit(state, credential, &res);
+            }
+            after_response(state, &method, &path, res).await
+        }
+        Err(e) => {
+            tracing::warn!(method = %method, path = %path, error = %e, "passthrough failed");
+            GatewayError::Upstream(e).into_response()
+        }
+    }
+}
+
+async fn exchange(
+    state: &Arc<State>,
+    parts: Parts,
+    body: UpstreamBody,
+    peer: Option<SocketAddr>,
+) -> Result<Response<Incoming>, UpstreamError> {
+    let uri = state.upstream.uri(parts.uri.path(), parts.uri.query())?;
+    let mut headers = parts.headers;
+    let original_host = headers.remove(header::HOST).or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    strip_hop_by_hop(&mut headers);
+    add_forwarded(&mut headers, peer, original_host);
+
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
+    // The permit bounds requests waiting for headers; a long download does not hold it.
+    let sent = state.upstream.send(req).await?;
+    drop(sent.permit);
+    Ok(sent.response)
+}
+
+fn add_forwarded(headers: &mut HeaderMap, peer: Option<SocketAddr>, host: Option<HeaderValue>) {
+    if let Some(peer) = peer {
+        let ip = peer.ip().to_string();
+        let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prior) => format!("{prior}, {ip}"),
+            None => ip,
+        };
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(X_FORWARDED_FOR.clone(), v);
+        }
+    }
+    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    if let Some(host) = host {
+        headers.insert(X_FORWARDED_HOST.clone(), host);
+    }
+}
+
+/// A 429 on any route extends the credential's back-off for cacheable reads.
+fn learn_rate_limit(state: &State, credential: &Credential, res: &Response<Incoming>) {
+    let status = res.status();
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || (status == StatusCode::SERVICE_UNAVAILABLE
+            && res.headers().contains_key(header::RETRY_AFTER));
+    if limited
+        && state
+            .shield
+            .record(credential, status, res.headers())
+            .is_some()
+    {
+        state.metrics.backoffs_started.inc();
+    }
+}
+
+/// Learn from the response (back-off, finished jobs, invalidating writes), then relay it.
+async fn after_response(
+    state: &Arc<State>,
+    method: &Method,
+    path: &str,
+    res: Response<Incoming>,
+) -> Response<ResponseBody> {
+    let (mut parts, body) = res.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let status = parts.status;
+
+    if status == StatusCode::TOO_MANY_REQUESTS {
+        state.metrics.upstream_429.inc();
+    }
+    if status.is_success() && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        if let Some(job) = job_of_path(path) {
+            tracing::info!(job, method = %method, "write passed through: purging the job's pages");
+            state.metrics.purges.inc();
+            state.cache.purge_job(job);
+        }
+    }
+    if status == StatusCode::OK && *method == Method::GET {
+        if let Some(job) = match_job_status_path(path) {
+            // Small JSON: read it to learn the job's status, then relay the same bytes.
+            return match Limited::new(body, MAX_STATUS_BODY).collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    if let Some(job_status) = state.jobs.observe_status(job, &bytes) {
+                        tracing::debug!(job, status = %job_status, "job status seen");
+                    }
+                    Response::from_parts(parts, full(bytes))
+                }
+                Err(e) => GatewayError::Upstream(UpstreamError::Broken(error_chain(e.as_ref())))
+                    .into_response(),
+            };
+        }
+    }
+    Response::from_parts(parts, streamed(body))
+}

@@ -1,0 +1,163 @@
+//! Responses built from entries, and the RFC 9211 `Cache-Status` they carry.
+//!
+//! Every response of the item-list route says how it was produced, in one
+//! header: `pollgate; hit; ttl=N`, `pollgate; fwd=miss; stored`,
+//! `pollgate; fwd=miss; collapsed`, `pollgate; fwd=bypass`, and the stale
+//! forms (`ttl=-N; detail=...`). Hits also carry `Age`.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Response, StatusCode};
+
+use crate::body::{full, ResponseBody};
+use crate::cache::Entry;
+use crate::error::GatewayError;
+
+pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// How the response was produced, as `Cache-Status` tells it.
+#[derive(Debug, Clone, Copy)]
+pub enum Status {
+    /// Fresh hit with this much freshness left.
+    Hit(Duration),
+    /// Stale entry served; why, and by how much it is past its TTL.
+    Stale { by: Duration, why: StaleWhy },
+    /// This request's fetch; stored or not, with the upstream status when not 200.
+    Miss { stored: bool, upstream: StatusCode },
+    /// Joined another request's fetch.
+    Collapsed { upstream: StatusCode },
+    /// Not cached: no credential.
+    Bypass,
+    /// Rejected at the edge (422).
+    Rejected,
+    /// 429 from pollgate's own back-off or budget.
+    BackedOff,
+    /// pollgate's own error, with the reason.
+    Failed(&'static str),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum StaleWhy {
+    WhileRevalidate,
+    /// Upstream failed; its status when it answered.
+    Error(Option<StatusCode>),
+    Backoff,
+    WaitTimeout,
+}
+
+impl Status {
+    pub fn header(self) -> HeaderValue {
+        let text = match self {
+            Status::Hit(left) => {
+                let mut s = String::with_capacity(24);
+                let _ = write!(s, "pollgate; hit; ttl={}", left.as_secs());
+                s
+            }
+            Status::Stale { by, why } => {
+                // A stale entry is at least one second past (RFC 9211: negative ttl).
+                let by = by.as_secs().max(1);
+                match why {
+                    StaleWhy::WhileRevalidate => {
+                        format!("pollgate; hit; ttl=-{by}; detail=stale-while-revalidate")
+                    }
+                    StaleWhy::Error(Some(status)) => format!(
+                        "pollgate; fwd=miss; fwd-status={}; ttl=-{by}; detail=stale-if-error",
+                        status.as_u16()
+                    ),
+                    StaleWhy::Error(None) => {
+                        format!("pollgate; fwd=miss; ttl=-{by}; detail=stale-if-error")
+                    }
+                    StaleWhy::Backoff => {
+                        format!("pollgate; fwd=stale; fwd-status=429; ttl=-{by}; detail=backoff")
+                    }
+                    StaleWhy::WaitTimeout => {
+                        format!("pollgate; fwd=miss; ttl=-{by}; detail=wait-timeout")
+                    }
+                }
+            }
+            Status::Miss { stored: true, .. } => {
+                return HeaderValue::from_static("pollgate; fwd=miss; stored")
+            }
+            Status::Miss { upstream, .. } if upstream == StatusCode::OK => {
+                return HeaderValue::from_static("pollgate; fwd=miss; detail=not-stored")
+            }
+            Status::Miss { upstream, .. } => {
+                format!("pollgate; fwd=miss; fwd-status={}", upstream.as_u16())
+            }
+            Status::Collapsed { upstream } if upstream == StatusCode::OK => {
+                return HeaderValue::from_static("pollgate; fwd=miss; collapsed")
+            }
+            Status::Collapsed { upstream } => {
+                format!(
+                    "pollgate; fwd=miss; fwd-status={}; collapsed",
+                    upstream.as_u16()
+                )
+            }
+            Status::Bypass => return HeaderValue::from_static("pollgate; fwd=bypass"),
+            Status::Rejected => return HeaderValue::from_static("pollgate; detail=invalid-query"),
+            Status::BackedOff => {
+                return HeaderValue::from_static(
+                    "pollgate; fwd=miss; fwd-status=429; detail=backoff",
+                )
+            }
+            Status::Failed(reason) => format!("pollgate; fwd=miss; detail={reason}"),
+        };
+        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("pollgate"))
+    }
+}
+
+/// Whole seconds, as a header value.
+fn seconds(d: Duration) -> HeaderValue {
+    HeaderValue::from(d.as_secs())
+}
+
+/// A response carrying `entry` (a 304 when `not_modified`), with `Cache-Status` and, when `age` is given, `Age`.
+pub fn from_entry(
+    entry: &Entry,
+    status: Status,
+    age: Option<Duration>,
+    not_modified: bool,
+) -> Response<ResponseBody> {
+    let body = if not_modified {
+        Bytes::new()
+    } else {
+        entry.body.clone()
+    };
+    let mut res = Response::new(full(body));
+    *res.status_mut() = if not_modified {
+        StatusCode::NOT_MODIFIED
+    } else {
+        entry.status
+    };
+    let headers = res.headers_mut();
+    headers.reserve(entry.headers.len() + 2);
+    for (name, value) in &entry.headers {
+        if not_modified && name == header::CONTENT_TYPE {
+            continue;
+        }
+        headers.append(name, value.clone());
+    }
+    headers.insert(CACHE_STATUS.clone(), status.header());
+    if let Some(age) = age {
+        headers.insert(header::AGE, seconds(age));
+    }
+    res
+}
+
+/// An error response of the item-list route, with its `Cache-Status`.
+pub fn error(err: GatewayError, status: Status) -> Response<ResponseBody> {
+    let mut res = err.into_response();
+    res.headers_mut()
+        .insert(CACHE_STATUS.clone(), status.header());
+    res
+}
+
+/// Add `Cache-Status` to a response built elsewhere (bypass).
+pub fn with_status(mut res: Response<ResponseBody>, status: Status) -> Response<ResponseBody> {
+    res.headers_mut()
+        .insert(CACHE_STATUS.clone(), status.header());
+    res
+}

@@ -1,0 +1,310 @@
+//! Shielding the upstream: per-credential back-off after 429s, and per-credential request budgets.
+//!
+//! nginx keeps forwarding to an origin that answers 429 even while it serves
+//! stale copies (nginx#1000). pollgate instead remembers, per credential, until
+//! when the upstream asked it to stop, and sends *no* cacheable request for
+//! that credential until then: callers serve stale data or answer 429 with the
+//! time left. When the back-off ends exactly one request probes the upstream;
+//! the others keep waiting for its verdict. One credential's back-off never
+//! touches another's: the state is keyed by credential fingerprint.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+use rand::Rng;
+use tokio::time::Instant;
+
+use crate::config::BackoffConfig;
+use crate::items::Credential;
+
+/// Above this many remembered credentials, expired state is swept on insert.
+const SWEEP_ABOVE: usize = 4096;
+
+/// How long others wait while one request probes an upstream that just lifted a back-off.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Backoff {
+    until: Instant,
+    strikes: u32,
+    probing: bool,
+}
+
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+/// Whether a cacheable request of a credential may go upstream now.
+pub enum Gate {
+    Open,
+    /// The back-off just ended: this request is the one probe. Hold the guard until the answer is recorded.
+    Probe(ProbeGuard),
+    /// Backed off: this much time is left.
+    Closed(Duration),
+}
+
+/// Marks the probe of a credential as in flight; dropping it without a verdict allows another probe.
+pub struct ProbeGuard {
+    shield: Arc<Shield>,
+    credential: Credential,
+}
+
+impl Drop for ProbeGuard {
+    fn drop(&mut self) {
+        let mut map = self.shield.lock_backoffs();
+        if let Some(b) = map.get_mut(&self.credential) {
+            b.probing = false;
+        }
+    }
+}
+
+pub struct Shield {
+    backoffs: Mutex<HashMap<Credential, Backoff>>,
+    buckets: Mutex<HashMap<Credential, Bucket>>,
+    config: BackoffConfig,
+    /// Requests per second per credential; `None` = no budget.
+    rate: Option<f64>,
+}
+
+impl Shield {
+    pub fn new(config: BackoffConfig, rate: Option<f64>) -> Self {
+        Shield {
+            backoffs: Mutex::default(),
+            buckets: Mutex::default(),
+            config,
+            rate,
+        }
+    }
+
+    fn lock_backoffs(&self) -> std::sync::MutexGuard<'_, HashMap<Credential, Backoff>> {
+        self.backoffs.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// May `credential` send a cacheable request upstream now?
+    pub fn gate(self: &Arc<Self>, credential: &Credential) -> Gate {
+        let now = Instant::now();
+        let mut map = self.lock_backoffs();
+        let Some(b) = map.get_mut(credential) else {
+            return Gate::Open;
+        };
+        if now < b.until {
+            return Gate::Closed(b.until - now);
+        }
+        if b.probing {
+            return Gate::Closed(PROBE_WAIT);
+        }
+        b.probing = true;
+        Gate::Probe(ProbeGuard {
+            shield: self.clone(),
+            credential: *credential,
+        })
+    }
+
+    /// Learn from an upstream answer for `credential`: a 429 (or a 503 with
+    /// `Retry-After`) starts or extends its back-off; any other answer ends it.
+    /// Returns the back-off started, if any.
+    pub fn record(
+        &self,
+        credential: &Credential,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Option<Duration> {
+        let asked = retry_after(headers, SystemTime::now());
+        let limited = status == StatusCode::TOO_MANY_REQUESTS
+            || (status == StatusCode::SERVICE_UNAVAILABLE && asked.is_some());
+        let mut map = self.lock_backoffs();
+        if !limited {
+            map.remove(credential);
+            return None;
+        }
+        let now = Instant::now();
+        if map.len() > SWEEP_ABOVE {
+            map.retain(|_, b| b.until > now || b.probing);
+        }
+        let b = map.entry(*credential).or_insert(Backoff {
+            until: now,
+            strikes: 0,
+            probing: false,
+        });
+        let wait = match asked {
+            Some(d) => d,
+            None => {
+                // Exponential from the default, with ±20 % jitter so fleets do not probe in step.
+                let base = self.config.default_retry_after.as_secs_f64()
+                    * 2f64.powi(b.strikes.min(16) as i32);
+                Duration::from_secs_f64(base * rand::thread_rng().gen_range(0.8..1.2))
+            }
+        }
+        .min(self.config.max_retry_after);
+        b.strikes = b.strikes.saturating_add(1);
+        b.until = b.until.max(now + wait);
+        b.probing = false;
+        Some(b.until - now)
+    }
+
+    /// Credentials backed off now.
+    pub fn active(&self) -> usize {
+        let now = Instant::now();
+        self.lock_backoffs()
+            .values()
+            .filter(|b| b.until > now)
+            .count()
+    }
+
+    /// Take one request from the credential's budget. `Ok(wait)`: go after
+    /// `wait` (zero when a token is there; the token is reserved). `Err(wait)`:
+    /// the budget frees up only after `wait`, longer than `max_wait`.
+    pub fn take_budget(
+        &self,
+        credential: &Credential,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
+        let Some(rate) = self.rate else {
+            return Ok(Duration::ZERO);
+        };
+        let burst = rate.max(1.0);
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if map.len() > SWEEP_ABOVE {
+            map.retain(|_, b| {
+                b.tokens < burst || now.duration_since(b.refilled) < Duration::from_secs(60)
+            });
+        }
+        let bucket = map.entry(*credential).or_insert(Bucket {
+            tokens: burst,
+            refilled: now,
+        });
+        let elapsed = now.duration_since(bucket.refilled).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * rate).min(burst);
+        bucket.refilled = now;
+        let wait = if bucket.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64((1.0 - bucket.tokens) / rate)
+        };
+        if wait > max_wait {
+            return Err(wait);
+        }
+        bucket.tokens -= 1.0;
+        Ok(wait)
+    }
+}
+
+/// What the upstream asked for: `retry-after-ms` first (as the official SDK
+/// reads it), then `Retry-After` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::items::FingerprintKey;
+    use http::HeaderValue;
+
+    fn cred(token: &'static str) -> Credential {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static(token));
+        FingerprintKey::random().credential(&h).expect("credential")
+    }
+
+    fn shield() -> Arc<Shield> {
+        Arc::new(Shield::new(
+            BackoffConfig {
+                default_retry_after: Duration::from_secs(5),
+                max_retry_after: Duration::from_secs(60),
+            },
+            Some(2.0),
+        ))
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        h.insert("retry-after", HeaderValue::from_str(&date).expect("date"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(30)));
+        h.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&h, now), Some(Duration::from_millis(1500)));
+        h.insert("retry-after", HeaderValue::from_static("soon"));
+        h.remove("retry-after-ms");
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn backoff_is_per_credential_and_probed_once() {
+        let s = shield();
+        let (a, b) = (cred("Bearer a"), cred("Bearer b"));
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(
+            s.record(&a, StatusCode::TOO_MANY_REQUESTS, &h),
+            Some(Duration::from_secs(2))
+        );
+        assert!(matches!(s.gate(&a), Gate::Closed(d) if d == Duration::from_secs(2)));
+        assert!(matches!(s.gate(&b), Gate::Open));
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let probe = match s.gate(&a) {
+            Gate::Probe(p) => p,
+            _ => panic!("expected the probe"),
+        };
+        assert!(matches!(s.gate(&a), Gate::Closed(_)), "only one probe");
+        drop(probe);
+        assert!(
+            matches!(s.gate(&a), Gate::Probe(_)),
+            "an abandoned probe frees the slot"
+        );
+        s.record(&a, StatusCode::OK, &HeaderMap::new());
+        assert!(matches!(s.gate(&a), Gate::Open));
+        // No Retry-After: default with jitter, growing, capped.
+        let first = s
+            .record(&b, StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new())
+            .expect("backoff");
+        assert!(first >= Duration::from_secs(4) && first <= Duration::from_secs(6));
+        // A 503 without Retry-After is an error, not a rate limit.
+        assert_eq!(
+            s.record(&a, StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()),
+            None
+        );
+        assert_eq!(s.active(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_reserves_and_bounds_waits() {
+        let s = shield();
+        let a = cred("Bearer a");
+        let max = Duration::from_secs(1);
+        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
+        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
+        assert_eq!(s.take_budget(&a, max), Ok(Duration::from_millis(500)));
+        assert_eq!(s.take_budget(&a, max), Ok(Duration::from_secs(1)));
+        assert!(s.take_budget(&a, max).is_err());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
+    }
+}

@@ -1,0 +1,269 @@
+//! The upstream side: a pooled HTTP/1.1 + HTTP/2 client over rustls, and the header rules of a proxy.
+//!
+//! One client serves every request (passthrough and cache fills) so
+//! connections are reused. Every exchange is bounded: a connect timeout, a
+//! whole-request timeout, and a global semaphore on requests in flight
+//! (`upstream.max_concurrent`), so a burst of misses cannot stampede the API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::body::UpstreamBody;
+use crate::config::UpstreamConfig;
+use crate::error::UpstreamError;
+use crate::metrics::Metrics;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus
+/// the proxy-authentication pair which is meant for the hop it was sent to.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("keep-alive"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+];
+
+/// Remove hop-by-hop headers and every header the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("upstream.extra_ca_file {path}: {reason}")]
+    ExtraCa { path: String, reason: String },
+    #[error("TLS setup: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+
+/// A response whose headers arrived, with the concurrency permit it holds.
+pub struct Sent {
+    pub response: Response<Incoming>,
+    /// Dropped by the caller when it no longer counts as in flight.
+    pub permit: OwnedSemaphorePermit,
+    pub started: Instant,
+}
+
+#[derive(Clone)]
+pub struct Upstream {
+    client: HttpsClient,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Path prefix of the upstream URL, without a trailing slash ("" for none).
+    prefix: Arc<str>,
+    request_timeout: Duration,
+    slots: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
+}
+
+impl Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Result<Self, TlsSetupError> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &config.extra_ca_file {
+            let extra = |reason: String| TlsSetupError::ExtraCa {
+                path: path.display().to_string(),
+                reason,
+            };
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+                .map_err(|e| extra(e.to_string()))?
+                .collect::<Result<_, _>>()
+                .map_err(|e| extra(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(extra("no PEM certificate in file".into()));
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| extra(e.to_string()))?;
+            }
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(config.connect_timeout));
+        http.set_nodelay(true);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(config.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(https);
+
+        let url = &config.url;
+        let scheme = url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTPS);
+        let authority = url
+            .authority()
+            .cloned()
+            .ok_or_else(|| TlsSetupError::ExtraCa {
+                path: "upstream.url".into(),
+                reason: "no host".into(),
+            })?;
+        let prefix = url.path().trim_end_matches('/');
+        Ok(Upstream {
+            client,
+            scheme,
+            authority,
+            prefix: Arc::from(prefix),
+            request_timeout: config.request_timeout,
+            slots: Arc::new(Semaphore::new(config.max_concurrent)),
+            metrics,
+        })
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
+    /// `Host` for the upstream: its authority.
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    /// The upstream URI for a client path and query (the prefix is prepended).
+    pub fn uri(&self, path: &str, query: Option<&str>) -> Result<Uri, UpstreamError> {
+        let mut pq =
+            String::with_capacity(self.prefix.len() + path.len() + 1 + query.map_or(0, str::len));
+        pq.push_str(&self.prefix);
+        pq.push_str(path);
+        if let Some(q) = query {
+            if !q.is_empty() {
+                pq.push('?');
+                pq.push_str(q);
+            }
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(|e| UpstreamError::Connect(format!("bad upstream URI: {e}")))
+    }
+
+    /// Upstream requests in flight now.
+    pub fn in_flight(&self, max: usize) -> usize {
+        max.saturating_sub(self.slots.available_permits())
+    }
+
+    /// Send one request; bounded by the concurrency limit and the request timeout
+    /// (up to the response headers; the caller bounds the body it reads).
+    pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Sent, UpstreamError> {
+        let started = Instant::now();
+        let deadline = started + self.request_timeout;
+        let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| UpstreamError::Saturated(self.request_timeout))?
+            .map_err(|_| UpstreamError::Abandoned)?;
+        let result = tokio::time::timeout_at(deadline, self.client.request(req)).await;
+        let elapsed = started.elapsed();
+        match result {
+            Err(_) => {
+                self.metrics.upstream_result("timeout", elapsed);
+                Err(UpstreamError::Timeout(self.request_timeout))
+            }
+            Ok(Err(e)) => {
+                self.metrics.upstream_result("error", elapsed);
+                let detail = error_chain(&e);
+                if e.is_connect() {
+                    Err(UpstreamError::Connect(detail))
+                } else {
+                    Err(UpstreamError::Broken(detail))
+                }
+            }
+            Ok(Ok(response)) => {
+                self.metrics
+                    .upstream_result(status_class(response.status()), elapsed);
+                Ok(Sent {
+                    response,
+                    permit,
+                    started,
+                })
+            }
+        }
+    }
+}
+
+fn status_class(status: http::StatusCode) -> &'static str {
+    match status.as_u16() {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+/// The error and its sources on one line, for logs and `detail`s.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn hop_by_hop_headers_go() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "connection",
+            HeaderValue::from_static("close, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("te", HeaderValue::from_static("trailers"));
+        h.insert("authorization", HeaderValue::from_static("Bearer x"));
+        h.insert("x-end-to-end", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["authorization", "x-end-to-end"]);
+    }
+}
