@@ -30,7 +30,7 @@ pub async fn serve(gateway: Gateway, listener: TcpListener, mut stop: watch::Rec
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = crate::server::stopped(&mut stop) => return,
         };
         let state = gateway.state().clone();
         let builder = builder.clone();

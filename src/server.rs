@@ -70,7 +70,7 @@ async fn accept_loop(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stopped(&mut stop) => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -81,7 +81,7 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stop.wait_for(|s| *s) => break,
+            _ = stopped(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
         let gw = gateway.clone();
@@ -113,6 +113,12 @@ async fn accept_loop(
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// Resolves once the flag is set (or its sender is gone). Returns `()` so no
+/// lock guard of the channel lives in a `select!` output.
+pub async fn stopped(flag: &mut watch::Receiver<bool>) {
+    let _ = flag.wait_for(|s| *s).await;
 }
 
 /// Bind a listener, naming the key in the error.

@@ -97,6 +97,12 @@ chmod 755 "$WORK"   # nginx workers / varnish child run as other users
 declare -A PID=()   # target name -> pid of the process we started
 WATCHDOG=
 
+alive() {  # running (not exited, not a zombie awaiting wait)
+    local st
+    st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null | cut -c1) || return 1
+    [[ -n "$st" && "$st" != Z && "$st" != X ]]
+}
+
 descendants() {  # pid and all its descendants
     local p=$1 c
     [[ -d /proc/$p ]] || return 0
@@ -106,11 +112,11 @@ descendants() {  # pid and all its descendants
 
 stop_pid() {  # TERM a pid we started, wait up to 5 s, then KILL it and its leftovers
     local p=$1 i kids
-    [[ -n "$p" && -d /proc/$p ]] || return 0
+    [[ -n "$p" ]] && alive "$p" || { [[ -n "$p" ]] && wait "$p" 2>/dev/null; return 0; }
     kids=$(descendants "$p" | tail -n +2 | tr '\n' ' ')
     kill -TERM "$p" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
-        [[ -d /proc/$p ]] || break
+        alive "$p" || break
         sleep 0.1
     done
     kill -KILL "$p" 2>/dev/null || true
@@ -166,7 +172,7 @@ PY
 wait_port() {  # wait_port PORT NAME SECONDS
     local port=$1 name=$2 secs=${3:-15} i
     for ((i = 0; i < secs * 10; i++)); do
-        if [[ -n "${PID[$name]:-}" && ! -d /proc/${PID[$name]} ]]; then return 1; fi
+        if [[ -n "${PID[$name]:-}" ]] && ! alive "${PID[$name]}"; then return 1; fi
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
         sleep 0.1
     done
@@ -271,7 +277,7 @@ EOF
         start_pollgate
         return
     fi
-    [[ -d /proc/${PID[pollgate]} ]] && wait_port "${PORT[pollgate]}" pollgate 1
+    alive "${PID[pollgate]}" && wait_port "${PORT[pollgate]}" pollgate 1
 }
 
 start_nginx() {  # start_nginx NAME TEMPLATE
@@ -384,8 +390,8 @@ to_mbps() {  # wrk transfer (e.g. 43.21MB) -> MB/s
 run_wrk() {  # run_wrk TARGET PAGE CONNS ROUND
     local t=$1 page=$2 c=$3 r=$4 url out c0 c1 u0 u1 rc=0
     out="$WORK/wrk.$page.c$c.$t.r$r.txt"
-    if [[ "${STATUS[$t]}" != ok || "${STATUS[$t:$page]:-}" != ok || ! -d /proc/${PID[$t]} ]]; then
-        [[ "${STATUS[$t]}" == ok && ! -d /proc/${PID[$t]} ]] && STATUS[$t]="process exited"
+    if [[ "${STATUS[$t]}" != ok || "${STATUS[$t:$page]:-}" != ok ]] || ! alive "${PID[$t]}"; then
+        [[ "${STATUS[$t]}" == ok ]] && ! alive "${PID[$t]}" && STATUS[$t]="process exited"
         printf '%s\t%s\t%s\t%s\tNA\tNA\tNA\tNA\tNA\tNA\tNA\tNA\n' "$page" "$c" "$t" "$r" >>"$RESULTS"
         return 0
     fi
@@ -441,7 +447,7 @@ if [[ "$BURST" == 1 ]]; then
     sleep $((TTL + 1))   # let anything refreshed in the background settle
     for t in $TARGETS; do
         [[ "$t" == static ]] && continue
-        if [[ "${STATUS[$t]}" != ok || ! -d /proc/${PID[$t]} ]]; then
+        if [[ "${STATUS[$t]}" != ok ]] || ! alive "${PID[$t]}"; then
             printf '%s\tNA\tNA\tNA\tNA\tNA\tNA\t%s\n' "$t" "${STATUS[$t]:-not running}" >>"$BURSTS"
             continue
         fi
@@ -482,6 +488,17 @@ PY
         log "  $t: $(tail -n 1 "$BURSTS" | tr '\t' ' ')"
     done
     sim_ctl POST "/_sim/latency?ms=0" >/dev/null || true
+fi
+
+# pollgate's own view (cache hits/misses, coalescing), kept for the curious.
+if [[ "${STATUS[pollgate]:-}" == ok ]] && alive "${PID[pollgate]}"; then
+    if curl -sS --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" >"$WORK/pollgate/metrics.txt" 2>/dev/null; then
+        log "pollgate /metrics after the run (non-zero cache/upstream series; full dump in $WORK/pollgate/metrics.txt):"
+        grep -v '^#' "$WORK/pollgate/metrics.txt" | grep -iE 'cache|hit|miss|coalesc|upstream' \
+            | awk '$NF != 0' | head -n 25 | sed 's/^/    /' >&2 || true
+    else
+        log "WARNING: could not read pollgate /metrics on 127.0.0.1:$ADMIN_PORT"
+    fi
 fi
 
 # ------------------------------------------------------------------ report ---

@@ -341,7 +341,7 @@ impl ItemRequest<'_> {
             let wake = entry.fresh_until().min(deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
-                _ = draining.wait_for(|d| *d) => {
+                _ = crate::server::stopped(&mut draining) => {
                     let res = respond::from_entry(&entry, Status::Hit(Duration::ZERO), Some(entry.age(now)), true);
                     return (res, Outcome::NotModified);
                 }
