@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 /// How a request was answered; the label of `pollgate_requests_total` and the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// Fresh entry served.
     Hit,
@@ -78,13 +78,38 @@ impl Outcome {
     }
 }
 
+/// The label value is the snake_case name the access log and README use.
+impl EncodeLabelValue for Outcome {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
 /// Why a stale entry was served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StaleReason {
     WhileRevalidate,
     UpstreamError,
     Backoff,
     WaitTimeout,
+}
+
+impl EncodeLabelValue for StaleReason {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let name = match self {
+            StaleReason::WhileRevalidate => "while_revalidate",
+            StaleReason::UpstreamError => "upstream_error",
+            StaleReason::Backoff => "backoff",
+            StaleReason::WaitTimeout => "wait_timeout",
+        };
+        EncodeLabelValue::encode(&name, encoder)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]

@@ -77,7 +77,9 @@ pub fn item_parts(job: &str, query: &str) -> Parts {
         header::AUTHORIZATION,
         HeaderValue::from_str(&auth).expect("header"),
     );
-    parts.headers.insert(header::HOST, HeaderValue::from_static("pollgate.bench"));
+    parts
+        .headers
+        .insert(header::HOST, HeaderValue::from_static("pollgate.bench"));
     parts
 }
 

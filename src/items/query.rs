@@ -173,10 +173,11 @@ fn parse_int(param: &'static str, value: &str, min: u64, max: u64) -> Result<u64
             None,
         ));
     }
+    // pydantic-core's `str_as_int` only drops an all-zero fraction; `1.5` is a parse error.
     if fraction.is_some_and(|f| f.bytes().any(|b| b != b'0')) {
         return Err(err(
-            "int_from_float",
-            Cow::Borrowed("Input should be a valid integer, got a number with a fractional part"),
+            "int_parsing",
+            Cow::Borrowed("Input should be a valid integer, unable to parse string as an integer"),
             None,
         ));
     }
@@ -247,7 +248,7 @@ mod tests {
         assert_eq!(reject("limit=1001"), [("limit", "less_than_equal")]);
         assert_eq!(reject("limit=-1"), [("limit", "greater_than_equal")]);
         assert_eq!(reject("limit=abc"), [("limit", "int_parsing")]);
-        assert_eq!(reject("limit=1.5"), [("limit", "int_from_float")]);
+        assert_eq!(reject("limit=1.5"), [("limit", "int_parsing")]);
         assert_eq!(reject("limit="), [("limit", "int_parsing")]);
         assert_eq!(
             reject("limit=99999999999999999999999"),

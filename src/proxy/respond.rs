@@ -6,6 +6,7 @@
 //! forms (`ttl=-N; detail=...`). Hits also carry `Age`.
 
 use std::fmt::Write;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,6 +53,13 @@ impl Status {
     pub fn header(self) -> HeaderValue {
         let text = match self {
             Status::Hit(left) => {
+                if let Some(v) = PREPARED
+                    .get_or_init(Prepared::new)
+                    .hit
+                    .get(left.as_secs() as usize)
+                {
+                    return v.clone();
+                }
                 let mut s = String::with_capacity(24);
                 let _ = write!(s, "pollgate; hit; ttl={}", left.as_secs());
                 s
@@ -109,9 +117,47 @@ impl Status {
     }
 }
 
+/// Header values a hit needs, formatted once: a hit clones a reference count
+/// instead of formatting and allocating two strings.
+struct Prepared {
+    /// `pollgate; hit; ttl=N` for N in 0..PREPARED_SECONDS.
+    hit: Vec<HeaderValue>,
+    /// `N` for N in 0..PREPARED_SECONDS (for `Age`).
+    seconds: Vec<HeaderValue>,
+}
+
+/// Covers every TTL and age up to an hour; longer ones are formatted per response.
+const PREPARED_SECONDS: usize = 3600;
+
+static PREPARED: OnceLock<Prepared> = OnceLock::new();
+
+impl Prepared {
+    fn new() -> Self {
+        let shared = |text: String| {
+            HeaderValue::from_maybe_shared(Bytes::from(text))
+                .unwrap_or(HeaderValue::from_static("0"))
+        };
+        Prepared {
+            hit: (0..PREPARED_SECONDS)
+                .map(|n| shared(format!("pollgate; hit; ttl={n}")))
+                .collect(),
+            seconds: (0..PREPARED_SECONDS)
+                .map(|n| shared(n.to_string()))
+                .collect(),
+        }
+    }
+}
+
 /// Whole seconds, as a header value.
 fn seconds(d: Duration) -> HeaderValue {
-    HeaderValue::from(d.as_secs())
+    match PREPARED
+        .get_or_init(Prepared::new)
+        .seconds
+        .get(d.as_secs() as usize)
+    {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(d.as_secs()),
+    }
 }
 
 /// A response carrying `entry` (a 304 when `not_modified`), with `Cache-Status` and, when `age` is given, `Age`.
