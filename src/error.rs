@@ -23,6 +23,8 @@ pub enum UpstreamError {
     Timeout(Duration),
     #[error("upstream failed mid-response: {0}")]
     Broken(String),
+    #[error("upstream answered {0}")]
+    Status(http::StatusCode),
     #[error("no upstream capacity within {0:?}")]
     Saturated(Duration),
     #[error("the fetch was abandoned before it finished")]
@@ -44,6 +46,7 @@ impl UpstreamError {
             UpstreamError::Connect(_) => "connect",
             UpstreamError::Timeout(_) => "timeout",
             UpstreamError::Broken(_) => "broken",
+            UpstreamError::Status(_) => "status",
             UpstreamError::Saturated(_) => "saturated",
             UpstreamError::Abandoned => "abandoned",
         }

@@ -917,3 +917,66 @@ async fn graceful_shutdown_finishes_the_in_flight_request() {
     // The listener is closed: new connections are refused.
     assert!(TcpStream::connect(h.addr).await.is_err());
 }
+
+#[tokio::test]
+async fn slow_client_is_disconnected_after_the_header_timeout() {
+    let h = Harness::start(|c| c.server.header_read_timeout = Duration::from_millis(300)).await;
+    let mut slow = TcpStream::connect(h.addr).await.expect("connect");
+    // Half a request head, then nothing.
+    slow.write_all(
+        b"GET /api/v1/beta/batch-processing/job-a-running/items HTTP/1.1\r\nHost: x\r\n",
+    )
+    .await
+    .expect("write");
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    // The server must end the connection by itself; 10 s is only a no-hang bound.
+    let read = tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the slow client was never disconnected");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "disconnected before the header timeout: {:?}",
+        started.elapsed()
+    );
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "unexpected answer: {text}"
+    );
+    // Others are unaffected.
+    let ok = h.get(&items_path(JOB_A, "limit=1"), Some(TOKEN_A)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        h.sim.request_count(),
+        1,
+        "the half request never reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn h2c_clients_are_served_and_cached() {
+    let h = Harness::start(|_| {}).await;
+    let client: Client<_, http_body_util::Empty<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let mut bodies = Vec::new();
+    for expected in ["pollgate; fwd=miss; stored", "pollgate; hit"] {
+        let req = Request::get(h.url(&items_path(JOB_A, "limit=3")))
+            .header("authorization", auth_a())
+            .body(http_body_util::Empty::new())
+            .expect("request");
+        let res = client.request(req).await.expect("h2c response");
+        assert_eq!(res.version(), http::Version::HTTP_2);
+        assert_eq!(res.status(), StatusCode::OK);
+        let status = res
+            .headers()
+            .get("cache-status")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        assert!(status.starts_with(expected), "{status}");
+        bodies.push(res.into_body().collect().await.expect("body").to_bytes());
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert_eq!(upstream_item_requests(&h.sim, JOB_A).len(), 1);
+}

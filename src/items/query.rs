@@ -163,7 +163,20 @@ fn parse_int(param: &'static str, value: &str, min: u64, max: u64) -> Result<u64
         Some((w, f)) => (w, Some(f)),
         None => (unsigned, None),
     };
-    let digits_ok = !whole.is_empty() && whole.bytes().all(|b| b.is_ascii_digit());
+    // Python-style digit grouping (`1_000`) is accepted, as pydantic does: single underscores between digits.
+    let grouped = whole.contains('_');
+    let digits_ok = !whole.is_empty()
+        && whole.bytes().all(|b| b.is_ascii_digit() || b == b'_')
+        && !whole.starts_with('_')
+        && !whole.ends_with('_')
+        && !whole.contains("__");
+    let ungrouped;
+    let whole = if grouped && digits_ok {
+        ungrouped = whole.replace('_', "");
+        ungrouped.as_str()
+    } else {
+        whole
+    };
     let fraction_ok =
         fraction.is_none_or(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_digit()));
     if !digits_ok || !fraction_ok {
@@ -238,6 +251,7 @@ mod tests {
         assert_eq!(canon("offset=-0"), "offset=0");
         assert_eq!(canon("&&limit=1&"), "limit=1");
         assert_eq!(canon("limit=1000"), "limit=1000");
+        assert_eq!(canon("limit=1_000"), "limit=1000");
         assert!(canonicalize(None).expect("empty").is_empty());
         assert!(canonicalize(Some("")).expect("empty").is_empty());
     }
@@ -248,6 +262,8 @@ mod tests {
         assert_eq!(reject("limit=1001"), [("limit", "less_than_equal")]);
         assert_eq!(reject("limit=-1"), [("limit", "greater_than_equal")]);
         assert_eq!(reject("limit=abc"), [("limit", "int_parsing")]);
+        assert_eq!(reject("limit=1__0"), [("limit", "int_parsing")]);
+        assert_eq!(reject("limit=_10"), [("limit", "int_parsing")]);
         assert_eq!(reject("limit=1.5"), [("limit", "int_parsing")]);
         assert_eq!(reject("limit="), [("limit", "int_parsing")]);
         assert_eq!(

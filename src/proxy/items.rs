@@ -252,6 +252,17 @@ impl ItemRequest<'_> {
                 return self.stale(&stale, StaleWhy::Backoff, now);
             }
         }
+        if upstream.is_server_error() {
+            // Nothing to fall back on: pollgate's own 502, naming what the upstream said.
+            let res = respond::error(
+                GatewayError::Upstream(UpstreamError::Status(upstream)),
+                Status::Miss {
+                    stored: false,
+                    upstream,
+                },
+            );
+            return (res, Outcome::Error);
+        }
         let (status, result) = match role {
             Role::Leader => (
                 Status::Miss {
