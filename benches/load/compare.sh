@@ -38,6 +38,7 @@ SIM_BIN=${SIM_BIN:-$ROOT/target/release/pollgate-sim}
 PG_EXTRA_ARGS=${PG_EXTRA_ARGS:-}  # extra pollgate flags, word-split
 PG_CONFIG=${PG_CONFIG:-1}         # 1: pass a generated bench.toml (SWR=GRACE, access_log=false); 0: flags only
 SIM_ITEMS_FIELD=${SIM_ITEMS_FIELD:-item_lists}   # counter in GET /_sim/stats
+VARNISH_ARGS=${VARNISH_ARGS:-}    # extra varnishd args, word-split (e.g. "-p thread_pool_min=300")
 KEEP_WORKDIR=${KEEP_WORKDIR:-0}
 OUT=${OUT:-}                      # optional file to also write the markdown report to
 
@@ -302,7 +303,7 @@ start_varnish() {
     # -T none: no management port. -n: private instance dir. default_grace/ttl also
     # set so nothing falls back to the 120 s default.
     varnishd -F -a "127.0.0.1:${PORT[varnish]}" -T none -n "$dir/inst" -f "$dir/default.vcl" \
-        -s malloc,512m -p default_ttl="$TTL" -p default_grace="$GRACE" -p default_keep=0 \
+        -s malloc,512m -p default_ttl="$TTL" -p default_grace="$GRACE" -p default_keep=0 $VARNISH_ARGS \
         >"$dir/varnishd.log" 2>&1 &
     PID[varnish]=$!
     wait_port "${PORT[varnish]}" varnish 30
@@ -504,10 +505,10 @@ fi
 # ------------------------------------------------------------------ report ---
 python3 - "$RESULTS" "$BURSTS" "$TTL" "$DURATION" "$ROUNDS" "$THREADS" "$BURST_N" "$BURST_LATENCY_MS" \
     "$(nproc)" "$TARGETS" "$(declare -p STATUS)" "$(stat -c %s "$WORK/static/www/small.json")" \
-    "$(stat -c %s "$WORK/static/www/large.json")" <<'PY' | { if [[ -n "$OUT" ]]; then tee "$OUT"; else cat; fi; }
+    "$(stat -c %s "$WORK/static/www/large.json")" "$load1" "$(cut -d' ' -f1 /proc/loadavg)" <<'PY' | { if [[ -n "$OUT" ]]; then tee "$OUT"; else cat; fi; }
 import csv, statistics, sys
 from collections import defaultdict
-res, bursts, ttl, dur, rounds, threads, burst_n, burst_lat, ncpu, targets, status_decl, small_b, large_b = sys.argv[1:14]
+res, bursts, ttl, dur, rounds, threads, burst_n, burst_lat, ncpu, targets, status_decl, small_b, large_b, load_start, load_end = sys.argv[1:16]
 targets = targets.split()
 status = {}
 # parse `declare -A STATUS=([k]="v" ...)`
@@ -540,7 +541,9 @@ print(f"\n## pollgate load comparison ({datetime.datetime.now():%Y-%m-%d %H:%M})
 print(f"{ncpu} CPUs shared by wrk (-t{threads}) and the server under test; loopback only. "
       f"TTL {ttl}s for every cache (so at most ~1 upstream fetch per {ttl}s per cache: negligible). "
       f"{rounds} round(s) x {dur}s per cell, targets interleaved; medians over rounds; upstream fetches summed over rounds. "
-      f"CPU = server utime+stime (all its processes) / requests completed.\n")
+      f"CPU = server utime+stime (all its processes) / requests completed. "
+      f"Load average before/after: {load_start}/{load_end}"
+      + (" - the box was busy, numbers are noisy" if max(float(load_start), float(load_end)) > 3.5 else "") + ".\n")
 for page, conns in order:
     print(f"### {size.get(page, page)}, {conns} connections\n")
     print("| server | req/s (median) | req/s range | p50 ms | p99 ms | CPU µs/req | MB/s | vs nginx | errors | upstream fetches |")
