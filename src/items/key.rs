@@ -8,7 +8,6 @@
 //! logs or metrics, and fingerprints cannot be precomputed offline.
 
 use std::fmt;
-use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName};
 
@@ -74,12 +73,22 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credential([u8; 16]);
 
+impl Credential {
+    /// Append the fingerprint as 32 lowercase hex digits (no formatting machinery: this is on the hit path).
+    pub fn push_hex(&self, out: &mut String) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for b in self.0 {
+            out.push(HEX[(b >> 4) as usize] as char);
+            out.push(HEX[(b & 0xf) as usize] as char);
+        }
+    }
+}
+
 impl fmt::Display for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        let mut hex = String::with_capacity(32);
+        self.push_hex(&mut hex);
+        f.write_str(&hex)
     }
 }
 
@@ -90,9 +99,10 @@ impl fmt::Debug for Credential {
 }
 
 /// Identity of one cacheable response: credential, job, canonical query and
-/// the values of the configured `vary_headers`. Cheap to clone (shared text).
+/// the values of the configured `vary_headers`. Built once per request without
+/// a second copy; cloned only on the miss path.
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Arc<str>);
+pub struct CacheKey(Box<str>);
 
 impl CacheKey {
     pub fn new(
@@ -102,10 +112,13 @@ impl CacheKey {
         vary: &[HeaderName],
         headers: &HeaderMap,
     ) -> CacheKey {
-        use std::fmt::Write;
         let mut text = String::with_capacity(34 + job.len() + query.as_str().len());
         // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
-        let _ = write!(text, "{credential}\n{job}\n{}", query.as_str());
+        credential.push_hex(&mut text);
+        text.push('\n');
+        text.push_str(job);
+        text.push('\n');
+        text.push_str(query.as_str());
         for name in vary {
             text.push('\n');
             for value in headers.get_all(name) {
@@ -113,7 +126,7 @@ impl CacheKey {
                 text.push('\u{1}');
             }
         }
-        CacheKey(Arc::from(text))
+        CacheKey(text.into_boxed_str())
     }
 
     pub fn as_str(&self) -> &str {
