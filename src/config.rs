@@ -91,6 +91,7 @@ pub struct UpstreamConfig {
 pub struct CacheConfig {
     pub ttl: Duration,
     /// Freshness of item lists of jobs seen in a terminal state (their pages stop changing).
+    /// Never shorter than `ttl`: a larger `--ttl` raises it too.
     pub terminal_ttl: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
@@ -448,12 +449,6 @@ impl Config {
         }
         if self.cache.max_waiters == 0 {
             return Err(invalid("cache.max_waiters", "must be at least 1"));
-        }
-        if self.cache.terminal_ttl < self.cache.ttl {
-            return Err(invalid(
-                "cache.terminal_ttl",
-                "must be at least cache.ttl (finished jobs change less, not more)",
-            ));
         }
         if self.backoff.max_retry_after < self.backoff.default_retry_after {
             return Err(invalid(

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
 /// How an entry stands at a given moment.
@@ -25,8 +25,10 @@ pub enum Freshness {
 #[derive(Debug)]
 pub struct Entry {
     pub status: StatusCode,
-    /// Headers sent with every copy of this response (never hop-by-hop, never `Set-Cookie` when stored).
-    pub headers: HeaderMap,
+    /// Headers sent with every copy of this response (never hop-by-hop, never `Set-Cookie`
+    /// when stored). A boxed slice, not a `HeaderMap`: a map's index and spare buckets
+    /// would cost more than half a kilobyte per cached page.
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
     pub body: Bytes,
     /// Strong validator of the body; also how long-polls see that content changed.
     pub etag: HeaderValue,
@@ -75,7 +77,7 @@ impl Entry {
         let headers: usize = self
             .headers
             .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .map(|(k, v)| k.as_str().len() + v.len() + 64)
             .sum();
         let total = self.body.len() + headers + key_len + std::mem::size_of::<Entry>() + 64;
         u32::try_from(total).unwrap_or(u32::MAX)

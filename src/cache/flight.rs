@@ -197,7 +197,7 @@ mod tests {
         Ok(FlightOutcome {
             entry: Arc::new(Entry {
                 status: StatusCode::OK,
-                headers: HeaderMap::new(),
+                headers: Box::new([]),
                 body: Bytes::from_static(b"x"),
                 etag: Entry::etag_of(b"x"),
                 job: Arc::from("job"),

@@ -8,6 +8,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
@@ -124,7 +125,9 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
     {
         Err(_) => return Err(UpstreamError::Timeout(state.upstream.request_timeout())),
         Ok(Err(e)) => return Err(UpstreamError::Broken(error_chain(e.as_ref()))),
-        Ok(Ok(collected)) => collected.to_bytes(),
+        // Copied into an allocation of exactly its size: a body that arrived in one read
+        // may be a slice of hyper's larger read buffer, which storing would keep alive.
+        Ok(Ok(collected)) => Bytes::copy_from_slice(&collected.to_bytes()),
     };
     drop(sent.permit);
 
@@ -141,7 +144,7 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
 
     let ok = parts.status == StatusCode::OK;
     let fresh_for = if state.jobs.is_terminal(&fill.job) {
-        state.config.cache.terminal_ttl
+        state.config.cache.terminal_ttl.max(state.config.cache.ttl)
     } else {
         state.config.cache.ttl
     };
@@ -153,7 +156,7 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
     let etag = Entry::etag_of(&body);
     let entry = Arc::new(Entry {
         status: parts.status,
-        headers: entry_headers(parts.headers, ok.then_some(&etag)),
+        headers: entry_headers(parts.headers, ok),
         etag,
         body,
         job: fill.job.clone(),
@@ -171,21 +174,34 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
 }
 
 /// Headers sent with every copy of a fetched response. A 200 keeps only
-/// representation headers plus its `ETag`; other statuses are relayed with
-/// every end-to-end header (they are shared only within one credential's flight).
-fn entry_headers(mut upstream: HeaderMap, stored_etag: Option<&HeaderValue>) -> HeaderMap {
-    if let Some(etag) = stored_etag {
-        let mut h = HeaderMap::with_capacity(STORED_HEADERS.len() + 1);
-        for name in &STORED_HEADERS {
-            if let Some(v) = upstream.get(name) {
-                h.insert(name.clone(), v.clone());
-            }
-        }
-        h.insert(header::ETAG, etag.clone());
-        h
+/// representation headers (its `ETag` lives in the entry); other statuses are
+/// relayed with every end-to-end header (they are shared only within one
+/// credential's flight).
+fn entry_headers(mut upstream: HeaderMap, stored: bool) -> Box<[(HeaderName, HeaderValue)]> {
+    if stored {
+        STORED_HEADERS
+            .iter()
+            .filter_map(|name| {
+                // Copied, not cloned: hyper's header values are slices of its read buffer,
+                // and a stored clone would keep that whole buffer (kilobytes) alive per entry.
+                let value = HeaderValue::from_bytes(upstream.get(name)?.as_bytes()).ok()?;
+                Some((name.clone(), value))
+            })
+            .collect()
     } else {
         strip_hop_by_hop(&mut upstream);
         upstream.remove(header::CONTENT_LENGTH);
-        upstream
+        let mut out = Vec::with_capacity(upstream.len());
+        let mut last: Option<HeaderName> = None;
+        for (name, value) in upstream {
+            // `HeaderMap`'s owned iterator names only the first value of a repeated header.
+            if let Some(name) = name {
+                last = Some(name);
+            }
+            if let Some(name) = &last {
+                out.push((name.clone(), value));
+            }
+        }
+        out.into_boxed_slice()
     }
 }

@@ -65,7 +65,8 @@ pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str) -> Answer {
         if_none_match: parts.headers.get(header::IF_NONE_MATCH),
     };
     let (res, outcome) = match (request.if_none_match, prefer_wait(&parts.headers)) {
-        (Some(etag), Some(wait)) => request.long_poll(query, etag.clone(), wait).await,
+        // Boxed: the held request's large state machine stays off the hit path's future.
+        (Some(etag), Some(wait)) => Box::pin(request.long_poll(query, etag.clone(), wait)).await,
         _ => request.serve(query).await,
     };
     state.metrics.item_request(outcome);
@@ -158,7 +159,8 @@ impl ItemRequest<'_> {
             }
         }
         let stale = self.usable_stale(cached, now);
-        match self.fetch(query).await {
+        // Boxed so the miss machinery does not inflate (and get moved with) every hit's future.
+        match Box::pin(self.fetch(query)).await {
             Ok((outcome, role)) => self.fetched(outcome, role, stale),
             Err(err) => self.failed(err, stale),
         }

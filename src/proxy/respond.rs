@@ -179,12 +179,15 @@ pub fn from_entry(
         entry.status
     };
     let headers = res.headers_mut();
-    headers.reserve(entry.headers.len() + 2);
-    for (name, value) in &entry.headers {
+    headers.reserve(entry.headers.len() + 3);
+    for (name, value) in entry.headers.iter() {
         if not_modified && name == header::CONTENT_TYPE {
             continue;
         }
         headers.append(name, value.clone());
+    }
+    if entry.status == StatusCode::OK {
+        headers.insert(header::ETAG, entry.etag.clone());
     }
     headers.insert(CACHE_STATUS.clone(), status.header());
     if let Some(age) = age {
