@@ -298,15 +298,6 @@ impl Config {
         Ok(config)
     }
 
-    /// Parse TOML text as a config file (exposed for tests of the file format).
-    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let file = Self::parse_file(Path::new("<inline>"), text)?;
-        let mut config = Config::default();
-        config.apply_file(file)?;
-        config.validate()?;
-        Ok(config)
-    }
-
     fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),

@@ -66,10 +66,6 @@ pub enum GatewayError {
     WaitTimeout(Duration),
     #[error("too many clients waiting on one fetch")]
     TooManyWaiters,
-    #[error("not found")]
-    NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
 }
 
 impl GatewayError {
@@ -81,8 +77,6 @@ impl GatewayError {
             GatewayError::WaitTimeout(_) | GatewayError::TooManyWaiters => {
                 StatusCode::GATEWAY_TIMEOUT
             }
-            GatewayError::NotFound => StatusCode::NOT_FOUND,
-            GatewayError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 

@@ -60,6 +60,8 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
 pub enum TlsSetupError {
     #[error("upstream.extra_ca_file {path}: {reason}")]
     ExtraCa { path: String, reason: String },
+    #[error("upstream.url has no host")]
+    NoHost,
     #[error("TLS setup: {0}")]
     Rustls(#[from] rustls::Error),
 }
@@ -132,13 +134,7 @@ impl Upstream {
 
         let url = &config.url;
         let scheme = url.scheme().cloned().unwrap_or(http::uri::Scheme::HTTPS);
-        let authority = url
-            .authority()
-            .cloned()
-            .ok_or_else(|| TlsSetupError::ExtraCa {
-                path: "upstream.url".into(),
-                reason: "no host".into(),
-            })?;
+        let authority = url.authority().cloned().ok_or(TlsSetupError::NoHost)?;
         let prefix = url.path().trim_end_matches('/');
         Ok(Upstream {
             client,
@@ -153,11 +149,6 @@ impl Upstream {
 
     pub fn request_timeout(&self) -> Duration {
         self.request_timeout
-    }
-
-    /// `Host` for the upstream: its authority.
-    pub fn authority(&self) -> &http::uri::Authority {
-        &self.authority
     }
 
     /// The upstream URI for a client path and query (the prefix is prepended).

@@ -305,9 +305,10 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
             "--log-format",
             "json",
         ])
+        .env("RUST_LOG", "pollgate=debug")
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn pollgate");
@@ -364,9 +365,22 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
         .status()
         .expect("run kill");
     assert!(killed.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
         .await
         .expect("pollgate exits within 10s of SIGTERM")
         .expect("wait");
-    assert!(status.success(), "exit status {status}");
+    assert!(output.status.success(), "exit status {}", output.status);
+    let logs = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        logs.contains("pollgate::access"),
+        "one access line per request expected in the logs: {logs}"
+    );
+    assert!(
+        !logs.contains(TOKEN_A),
+        "a credential leaked into the logs: {logs}"
+    );
 }
