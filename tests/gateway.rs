@@ -22,20 +22,6 @@ use tokio::net::TcpStream;
 /// 2-core machine one cannot starve another past its upstream latency.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Polls `cond` every 10 ms for at most `limit`; returns whether it became true.
-async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// A loopback address nothing listens on: bind, take the port, close.
 fn closed_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

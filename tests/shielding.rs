@@ -40,20 +40,6 @@ fn key_requests(sim: &SimUpstream, job: &str, query: &str) -> usize {
         .count()
 }
 
-/// Poll `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
-async fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let end = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= end {
-            return false;
-        }
-        sleep(ms(20)).await;
-    }
-}
-
 /// Poll an admin metric until it reaches `want` (bounded); returns the last value seen.
 async fn metric_reaches(h: &Harness, name: &str, want: f64, limit: Duration) -> f64 {
     let end = Instant::now() + limit;
@@ -180,7 +166,7 @@ async fn stale_while_revalidate_serves_old_body_and_refreshes_once() {
         assert_eq!(r.status, 200, "{}", r.text());
     }
     assert!(
-        eventually(secs(5), || key_requests(&h.sim, JOB_A, query) >= 2).await,
+        wait_until(secs(5), || key_requests(&h.sim, JOB_A, query) >= 2).await,
         "the background refresh never reached the upstream"
     );
 

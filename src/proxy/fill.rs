@@ -142,7 +142,13 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         tracing::warn!(credential = %fill.credential, status = parts.status.as_u16(), backoff_ms = wait.as_millis() as u64, "upstream rate limit: backing off");
     }
 
-    let ok = parts.status == StatusCode::OK;
+    // Fills ask for `identity`; an upstream that encodes anyway is relayed with its
+    // `Content-Encoding` and never stored, so no client gets bytes it cannot decode.
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let ok = parts.status == StatusCode::OK && !encoded;
     let fresh_for = if state.jobs.is_terminal(&fill.job) {
         state.config.cache.terminal_ttl.max(state.config.cache.ttl)
     } else {

@@ -229,6 +229,21 @@ impl TestResponse {
     }
 }
 
+/// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
+/// (Waiting for a condition, never asserting on elapsed time.)
+pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Item-list requests the sim saw for `job` (GET/HEAD of its items path).
 pub fn upstream_item_requests(sim: &SimUpstream, job: &str) -> Vec<pollgate_sim::RecordedRequest> {
     let path = format!("{ITEMS}/{job}/items");
