@@ -22,6 +22,19 @@ use tokio::net::TcpStream;
 /// 2-core machine one cannot starve another past its upstream latency.
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Resident set size of this process (Linux), in bytes.
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// A loopback address nothing listens on: bind, take the port, close.
 fn closed_addr() -> std::net::SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -494,12 +507,35 @@ async fn passthrough_streams_a_large_upload() {
         .header("content-type", "application/octet-stream")
         .body(body)
         .expect("request");
+    // Sample this process's RSS (client, gateway and sim all live here) during the upload:
+    // a gateway that buffered the body would grow it by ~50 MiB.
+    let rss_before = rss_bytes();
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        tokio::spawn(async move {
+            let mut peak = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_bytes());
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            peak
+        })
+    };
     let res = tokio::time::timeout(Duration::from_secs(25), client.request(req))
         .await
         .expect("upload finished within 25s")
         .expect("response");
     assert_eq!(res.status(), StatusCode::OK);
     let bytes = res.into_body().collect().await.expect("body").to_bytes();
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = sampler.await.expect("sampler");
+    let growth = peak.saturating_sub(rss_before);
+    assert!(
+        growth < 20 * 1024 * 1024,
+        "RSS grew by {} MiB during a 50 MiB upload: the body was buffered",
+        growth / (1024 * 1024)
+    );
     let echo: Value = serde_json::from_slice(&bytes).expect("json");
     assert_eq!(echo["method"], "PUT");
     assert_eq!(echo["body_bytes"], expected_len);
