@@ -112,27 +112,13 @@ async fn concurrent_cold_requests_make_one_upstream_request() {
     // Long enough that all 200 requests arrive while the one fetch is in flight, even on a
     // loaded 2-core machine.
     h.sim.set_latency(Duration::from_millis(2000));
-    let url = h.url(&items_path(JOB_A, "limit=50&offset=100"));
-    let auth = auth_a();
-    let mut tasks = Vec::new();
-    for _ in 0..200 {
-        let client = h.client.clone();
-        let url = url.clone();
-        let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .send(
-                    Method::GET,
-                    &url,
-                    &[("authorization", auth.as_str())],
-                    Bytes::new(),
-                )
-                .await
-        }));
-    }
+    let path = items_path(JOB_A, "limit=50&offset=100");
+    let tasks: Vec<_> = (0..200)
+        .map(|_| spawn_get(&h, &path, TOKEN_A, &[]))
+        .collect();
     let mut responses = Vec::new();
     for t in tasks {
-        responses.push(t.await.expect("task"));
+        responses.push(t.await.expect("task").0);
     }
     assert_eq!(
         h.sim.item_list_count(),
@@ -181,27 +167,12 @@ async fn first_client_disconnecting_does_not_cancel_or_repeat_the_fetch() {
     drop(raw); // the first client goes away mid-fetch
     tokio::time::sleep(Duration::from_millis(100)).await; // let the gateway see the close
 
-    let url = h.url(&path);
-    let auth = auth_a();
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let client = h.client.clone();
-        let url = url.clone();
-        let auth = auth.clone();
-        tasks.push(tokio::spawn(async move {
-            client
-                .send(
-                    Method::GET,
-                    &url,
-                    &[("authorization", auth.as_str())],
-                    Bytes::new(),
-                )
-                .await
-        }));
-    }
+    let tasks: Vec<_> = (0..50)
+        .map(|_| spawn_get(&h, &path, TOKEN_A, &[]))
+        .collect();
     let mut bodies = Vec::new();
     for t in tasks {
-        let r = t.await.expect("task");
+        let r = t.await.expect("task").0;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         // The only fetch is the disconnected client's: nobody else stores.
         let cs = r.cache_status();

@@ -52,27 +52,6 @@ async fn metric_reaches(h: &Harness, name: &str, want: f64, limit: Duration) -> 
     }
 }
 
-/// GET `path` for `token` with extra headers, on a clone of the harness client (spawnable).
-fn spawn_get(
-    h: &Harness,
-    path: &str,
-    token: &str,
-    extra: &[(&str, &str)],
-) -> JoinHandle<(TestResponse, Instant)> {
-    let client = h.client.clone();
-    let url = h.url(path);
-    let mut headers: Vec<(String, String)> = vec![("authorization".into(), bearer(token))];
-    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    tokio::spawn(async move {
-        let hs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let res = client.send(Method::GET, &url, &hs, Bytes::new()).await;
-        (res, Instant::now())
-    })
-}
-
 async fn get_with(
     h: &Harness,
     method: Method,

@@ -229,6 +229,27 @@ impl TestResponse {
     }
 }
 
+/// GET `path` for `token` with extra headers, on a clone of the harness client (spawnable).
+pub fn spawn_get(
+    h: &Harness,
+    path: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> JoinHandle<(TestResponse, tokio::time::Instant)> {
+    let client = h.client.clone();
+    let url = h.url(path);
+    let mut headers: Vec<(String, String)> = vec![("authorization".into(), bearer(token))];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    tokio::spawn(async move {
+        let hs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let res = client.send(Method::GET, &url, &hs, Bytes::new()).await;
+        (res, tokio::time::Instant::now())
+    })
+}
+
 /// Polls `cond` every 10 ms until it holds or `limit` passes; returns whether it held.
 /// (Waiting for a condition, never asserting on elapsed time.)
 pub async fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
