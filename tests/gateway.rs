@@ -973,3 +973,42 @@ async fn h2c_clients_are_served_and_cached() {
     assert_eq!(bodies[0], bodies[1]);
     assert_eq!(upstream_item_requests(&h.sim, JOB_A).len(), 1);
 }
+
+#[tokio::test]
+async fn concurrent_fetches_are_never_shared_across_credentials() {
+    let h = Harness::start(|_| {}).await;
+    h.sim.set_latency(Duration::from_millis(500));
+    let path = items_path(JOB_A, "limit=4");
+    // Interleaved: tenant A and tenant B ask for the same page at the same moment.
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let token = if i % 2 == 0 { TOKEN_A } else { TOKEN_B };
+            (token, spawn_get(&h, &path, token, &[]))
+        })
+        .collect();
+    for (token, task) in tasks {
+        let (res, _) = task.await.expect("task");
+        if token == TOKEN_A {
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            assert!(res.json()["items"].is_array());
+        } else {
+            assert_eq!(
+                res.status,
+                StatusCode::NOT_FOUND,
+                "B must get the upstream's answer for B: {}",
+                res.text()
+            );
+        }
+    }
+    let seen = upstream_item_requests(&h.sim, JOB_A);
+    let tokens: Vec<_> = seen
+        .iter()
+        .map(|r| r.token.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        seen.len(),
+        2,
+        "one fetch per credential, not one shared: {tokens:?}"
+    );
+    assert!(tokens.contains(&TOKEN_A.to_owned()) && tokens.contains(&TOKEN_B.to_owned()));
+}

@@ -64,10 +64,14 @@ pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str) -> Answer {
         credential,
         if_none_match: parts.headers.get(header::IF_NONE_MATCH),
     };
-    let (res, outcome) = match (request.if_none_match, prefer_wait(&parts.headers)) {
+    // `Prefer` is only looked at when there is an ETag to wait on.
+    let long_poll = request
+        .if_none_match
+        .and_then(|etag| Some((etag.clone(), prefer_wait(&parts.headers)?)));
+    let (res, outcome) = match long_poll {
         // Boxed: the held request's large state machine stays off the hit path's future.
-        (Some(etag), Some(wait)) => Box::pin(request.long_poll(query, etag.clone(), wait)).await,
-        _ => request.serve(query).await,
+        Some((etag, wait)) => Box::pin(request.long_poll(query, etag, wait)).await,
+        None => request.serve(query).await,
     };
     state.metrics.item_request(outcome);
     (res, outcome)

@@ -85,7 +85,8 @@ impl Gateway {
 
     /// Serve one client request.
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
-        let started = Instant::now();
+        // Timed only when an access line will be written.
+        let started = self.state.config.log.access_log.then(Instant::now);
         let (parts, body) = req.into_parts();
         if let Some(job) = items_job(&parts) {
             let (response, outcome) = items::serve(&self.state, &parts, job).await;
@@ -111,11 +112,11 @@ impl Gateway {
         uri: &http::Uri,
         res: &Response<ResponseBody>,
         outcome: Outcome,
-        started: Instant,
+        started: Option<Instant>,
     ) {
-        if !self.state.config.log.access_log {
+        let Some(started) = started else {
             return;
-        }
+        };
         // The path only: the query may carry identifiers users consider private; never headers.
         tracing::info!(
             target: "pollgate::access",
