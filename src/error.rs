@@ -60,7 +60,7 @@ pub enum GatewayError {
     InvalidQuery(QueryRejection),
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("rate limited by upstream; retry in {0:?}")]
+    #[error("rate limited by the upstream; retry in {} s", .0.as_millis().max(1).div_ceil(1000))]
     BackedOff(Duration),
     #[error("still waiting for the upstream after {0:?}")]
     WaitTimeout(Duration),

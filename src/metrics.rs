@@ -165,13 +165,16 @@ impl Metrics {
             "Client requests by route and how they were answered",
             requests.clone(),
         );
-        let items = Outcome::ALL.map(|result| {
-            requests
+        // Every outcome but `Passthrough` can answer the item route; that one slot
+        // is a detached counter, so no impossible series is exported.
+        let items = Outcome::ALL.map(|result| match result {
+            Outcome::Passthrough => Counter::default(),
+            result => requests
                 .get_or_create(&RequestLabels {
                     route: "items",
                     result,
                 })
-                .clone()
+                .clone(),
         });
         let passthrough = requests
             .get_or_create(&RequestLabels {

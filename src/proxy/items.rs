@@ -11,6 +11,7 @@
 //! 5. a failed fill (5xx, 429, timeout, reset) falls back to stale data within
 //!    `stale_if_error`, else to the error.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,7 +34,12 @@ use crate::shield::Gate;
 type Answer = (Response<ResponseBody>, Outcome);
 
 /// Serve one item-list request (GET or HEAD).
-pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str) -> Answer {
+pub async fn serve(
+    state: &Arc<State>,
+    parts: &Parts,
+    job: &str,
+    peer: Option<SocketAddr>,
+) -> Answer {
     let query = match canonicalize(parts.uri.query()) {
         Ok(q) => q,
         Err(rejection) => {
@@ -46,7 +52,7 @@ pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str) -> Answer {
     let Some(credential) = state.fingerprints.credential(&parts.headers) else {
         // Anonymous requests are not ours to cache: the upstream answers them (401).
         state.metrics.item_request(Outcome::Bypass);
-        let res = passthrough::forward_without_body(state, parts).await;
+        let res = passthrough::forward_without_body(state, parts, peer).await;
         return (respond::with_status(res, Status::Bypass), Outcome::Bypass);
     };
     let key = CacheKey::new(

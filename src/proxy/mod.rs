@@ -89,7 +89,7 @@ impl Gateway {
         let started = self.state.config.log.access_log.then(Instant::now);
         let (parts, body) = req.into_parts();
         if let Some(job) = items_job(&parts) {
-            let (response, outcome) = items::serve(&self.state, &parts, job).await;
+            let (response, outcome) = items::serve(&self.state, &parts, job, Some(peer)).await;
             self.access_log(&parts.method, &parts.uri, &response, outcome, started);
             return response;
         }
@@ -103,7 +103,7 @@ impl Gateway {
     /// Serve a request of the item-list route (no body is read). Public for benches.
     pub async fn handle_items(&self, parts: &Parts) -> Option<(Response<ResponseBody>, Outcome)> {
         let job = items_job(parts)?;
-        Some(items::serve(&self.state, parts, job).await)
+        Some(items::serve(&self.state, parts, job, None).await)
     }
 
     fn access_log(

@@ -44,13 +44,12 @@ pub async fn forward(
 }
 
 /// Relay a body-less request we only hold by reference (anonymous item lists).
-pub async fn forward_without_body(state: &Arc<State>, parts: &Parts) -> Response<ResponseBody> {
-    let mut req = Request::new(());
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = parts.uri.clone();
-    *req.headers_mut() = parts.headers.clone();
-    let (owned, ()) = req.into_parts();
-    relay(state, owned, empty_request(), None).await
+pub async fn forward_without_body(
+    state: &Arc<State>,
+    parts: &Parts,
+    peer: Option<SocketAddr>,
+) -> Response<ResponseBody> {
+    relay(state, parts.clone(), empty_request(), peer).await
 }
 
 async fn relay(
