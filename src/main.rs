@@ -47,6 +47,12 @@ async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
         config = ?args.config_path(),
         "pollgate started"
     );
+    if !config.admin.listen.ip().is_loopback() {
+        tracing::warn!(
+            admin = %config.admin.listen,
+            "the admin listener has no authentication and can purge the cache: keep it on a private interface"
+        );
+    }
     let gateway = Gateway::new(config).context("cannot set up the upstream client")?;
     server::serve(gateway, listener, Some(admin), shutdown_signal()).await?;
     Ok(())

@@ -287,6 +287,37 @@ mod tests {
     }
 
     #[test]
+    fn canonical_form_is_a_fixed_point_and_order_free() {
+        let queries = [
+            "limit=050&offset=0010&status=failed",
+            "zeta=%C3%A9t%C3%A9&alpha=a+b&limit=7",
+            "project_id=p%2F1&organization_id=o%261&limit=10",
+            "limit=3&limit=4&x=&x=2",
+            "a=%ZZ&limit=1_0",
+        ];
+        for q in queries {
+            let once = canon(q);
+            assert_eq!(canon(&once), once, "re-canonicalizing {q:?} changed it");
+            let mut parts: Vec<&str> = q.split('&').collect();
+            parts.reverse();
+            // Reversing order changes only which repeat is last; skip queries with repeats.
+            let names: Vec<&str> = parts
+                .iter()
+                .map(|p| p.split('=').next().unwrap_or(""))
+                .collect();
+            let unique =
+                names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+            if unique {
+                assert_eq!(
+                    canon(&parts.join("&")),
+                    once,
+                    "order changed the key of {q:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn rejection_json_is_fastapi_shaped() {
         let body = canonicalize(Some("limit=0"))
             .expect_err("invalid")
