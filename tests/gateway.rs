@@ -1012,3 +1012,34 @@ async fn concurrent_fetches_are_never_shared_across_credentials() {
     );
     assert!(tokens.contains(&TOKEN_A.to_owned()) && tokens.contains(&TOKEN_B.to_owned()));
 }
+
+#[tokio::test]
+async fn a_response_over_the_entry_limit_is_delivered_intact_and_not_stored() {
+    let h = Harness::start(|c| c.cache.max_entry_bytes = 10_000).await;
+    let direct = h.get(&items_path(JOB_A, "limit=1000"), Some(TOKEN_A)).await;
+    assert_eq!(direct.status, StatusCode::OK);
+    assert!(
+        direct.body.len() > 10_000,
+        "the page is larger than the limit"
+    );
+    assert_eq!(direct.json()["items"].as_array().map(Vec::len), Some(1000));
+    assert_eq!(
+        direct.cache_status(),
+        "pollgate; fwd=miss; detail=not-stored"
+    );
+    let again = h.get(&items_path(JOB_A, "limit=1000"), Some(TOKEN_A)).await;
+    assert_eq!(again.body, direct.body);
+    assert!(
+        again.cache_status().starts_with("pollgate; fwd=miss"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(
+        upstream_item_requests(&h.sim, JOB_A).len(),
+        2,
+        "nothing was stored"
+    );
+    // A small page under the same limit is stored.
+    let small = h.get(&items_path(JOB_A, "limit=5"), Some(TOKEN_A)).await;
+    assert_eq!(small.cache_status(), "pollgate; fwd=miss; stored");
+}

@@ -1007,3 +1007,55 @@ async fn metrics_report_shielding_events() {
     let (r, _) = join_all_within(secs(10), vec![lp]).await.remove(0);
     assert_eq!(r.status, 304);
 }
+
+#[tokio::test]
+async fn per_credential_budget_bounds_fills_and_spares_other_credentials() {
+    let h = Harness::start(|c| {
+        c.upstream.max_requests_per_second = Some(2.0);
+        c.upstream.budget_wait = Duration::ZERO;
+    })
+    .await;
+    // Ten distinct cold keys at once for tenant A: a burst of 2 fits the bucket, the rest do not.
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let r = h
+            .get(
+                &items_path(JOB_A, &format!("limit=1&offset={i}")),
+                Some(TOKEN_A),
+            )
+            .await;
+        statuses.push(r.status);
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(r.header("retry-after").is_some(), "429 carries Retry-After");
+            assert!(
+                r.cache_status().contains("detail=backoff"),
+                "{}",
+                r.cache_status()
+            );
+        }
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    let upstream_a = h
+        .sim
+        .requests()
+        .iter()
+        .filter(|r| r.token.as_deref() == Some(TOKEN_A))
+        .count();
+    println!("budget 2/s: {ok} fills went upstream, {limited} answered 429 by pollgate, upstream saw {upstream_a}");
+    assert!(
+        (2..=3).contains(&ok),
+        "about the burst of 2 (3 if a token refilled meanwhile): {statuses:?}"
+    );
+    assert_eq!(ok + limited, 10, "{statuses:?}");
+    assert_eq!(
+        upstream_a, ok,
+        "every over-budget request was answered without the upstream"
+    );
+    // Tenant B has its own bucket.
+    let b = h.get(&items_path(JOB_B, "limit=1"), Some(TOKEN_B)).await;
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text());
+}
