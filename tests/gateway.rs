@@ -1043,3 +1043,88 @@ async fn a_response_over_the_entry_limit_is_delivered_intact_and_not_stored() {
     let small = h.get(&items_path(JOB_A, "limit=5"), Some(TOKEN_A)).await;
     assert_eq!(small.cache_status(), "pollgate; fwd=miss; stored");
 }
+
+#[tokio::test]
+async fn large_pages_are_served_gzipped_only_to_clients_that_accept_it() {
+    use std::io::Read;
+    let h = Harness::start(|_| {}).await;
+    let auth = auth_a();
+    let large = items_path(JOB_A, "limit=1000");
+    let get = |accept: &'static str, extra: Option<(&'static str, String)>| {
+        let h = &h;
+        let auth = auth.clone();
+        let large = large.clone();
+        async move {
+            let mut headers = vec![
+                ("authorization", auth.as_str()),
+                ("accept-encoding", accept),
+            ];
+            if let Some((k, v)) = &extra {
+                headers.push((k, v.as_str()));
+            }
+            h.request(Method::GET, &large, &headers, Bytes::new()).await
+        }
+    };
+    let plain = get("identity", None).await;
+    assert_eq!(plain.status, StatusCode::OK);
+    assert!(plain.header("content-encoding").is_none());
+    assert_eq!(plain.header("vary"), Some("accept-encoding"));
+    let zipped = get("gzip, deflate", None).await;
+    assert!(
+        zipped.cache_status().starts_with("pollgate; hit"),
+        "{}",
+        zipped.cache_status()
+    );
+    assert_eq!(zipped.header("content-encoding"), Some("gzip"));
+    assert!(
+        zipped.body.len() * 4 < plain.body.len(),
+        "compressed: {} vs {}",
+        zipped.body.len(),
+        plain.body.len()
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&zipped.body[..])
+        .read_to_end(&mut unzipped)
+        .expect("valid gzip");
+    assert_eq!(
+        unzipped, plain.body,
+        "the gzip representation holds the same bytes"
+    );
+    let (tag_plain, tag_zip) = (
+        plain.header("etag").expect("etag"),
+        zipped.header("etag").expect("etag"),
+    );
+    assert_ne!(
+        tag_plain, tag_zip,
+        "each representation has its own strong ETag"
+    );
+    // Refused explicitly, or not offered: identity.
+    assert!(get("gzip;q=0, br", None)
+        .await
+        .header("content-encoding")
+        .is_none());
+    assert!(get("br", None).await.header("content-encoding").is_none());
+    // Conditional requests work with either tag.
+    let not_modified = get("gzip", Some(("if-none-match", tag_zip.to_owned()))).await;
+    assert_eq!(not_modified.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(not_modified.header("etag"), Some(tag_zip));
+    assert!(not_modified.body.is_empty());
+    // Small pages stay plain (and carry no Vary).
+    let small = h
+        .request(
+            Method::GET,
+            &items_path(JOB_A, "limit=10"),
+            &[
+                ("authorization", auth.as_str()),
+                ("accept-encoding", "gzip"),
+            ],
+            Bytes::new(),
+        )
+        .await;
+    assert!(small.header("content-encoding").is_none() && small.header("vary").is_none());
+    assert_eq!(
+        upstream_item_requests(&h.sim, JOB_A).len(),
+        2,
+        "one fill per page, whatever the encoding"
+    );
+}

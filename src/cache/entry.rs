@@ -32,6 +32,9 @@ pub struct Entry {
     pub body: Bytes,
     /// Strong validator of the body; also how long-polls see that content changed.
     pub etag: HeaderValue,
+    /// The same body gzip-compressed, made once at store time for large pages and
+    /// served to clients that accept gzip (the official SDK does).
+    pub gzip: Option<Compressed>,
     /// The job whose pages this is, for purges.
     pub job: Arc<str>,
     pub fetched_at: Instant,
@@ -40,18 +43,36 @@ pub struct Entry {
     pub retain_for: Duration,
 }
 
+/// A compressed representation of an entry's body, with its own strong ETag
+/// (RFC 9110 §8.8.3: representations that differ in bytes differ in tag).
+#[derive(Debug)]
+pub struct Compressed {
+    pub body: Bytes,
+    pub etag: HeaderValue,
+}
+
 impl Entry {
     /// The strong ETag of a body: 128 bits of BLAKE3, quoted.
     pub fn etag_of(body: &[u8]) -> HeaderValue {
+        Self::tag(body, "")
+    }
+
+    /// The ETag of the gzip representation of `body`: the identity tag with a suffix.
+    pub fn gzip_etag_of(body: &[u8]) -> HeaderValue {
+        Self::tag(body, "-gzip")
+    }
+
+    fn tag(body: &[u8], suffix: &str) -> HeaderValue {
         let hash = blake3::hash(body);
-        let mut text = String::with_capacity(34);
+        let mut text = String::with_capacity(34 + suffix.len());
         text.push('"');
         for b in &hash.as_bytes()[..16] {
             text.push(char::from_digit((b >> 4) as u32, 16).unwrap_or('0'));
             text.push(char::from_digit((b & 0xf) as u32, 16).unwrap_or('0'));
         }
+        text.push_str(suffix);
         text.push('"');
-        // Hex digits and quotes are always a valid header value.
+        // Hex digits, a fixed suffix and quotes are always a valid header value.
         HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("\"0\""))
     }
 
@@ -79,13 +100,20 @@ impl Entry {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 64)
             .sum();
-        let total = self.body.len() + headers + key_len + std::mem::size_of::<Entry>() + 64;
+        let gzip = self.gzip.as_ref().map_or(0, |g| g.body.len() + 64);
+        let total = self.body.len() + gzip + headers + key_len + std::mem::size_of::<Entry>() + 64;
         u32::try_from(total).unwrap_or(u32::MAX)
     }
 
-    /// True when `If-None-Match` names this entry (weak comparison, RFC 9110 §13.1.2).
+    /// True when `If-None-Match` names this entry, in either representation
+    /// (weak comparison, RFC 9110 §13.1.2).
     pub fn matches(&self, if_none_match: &HeaderValue) -> bool {
-        etag_list_matches(if_none_match.as_bytes(), self.etag.as_bytes())
+        let list = if_none_match.as_bytes();
+        etag_list_matches(list, self.etag.as_bytes())
+            || self
+                .gzip
+                .as_ref()
+                .is_some_and(|g| etag_list_matches(list, g.etag.as_bytes()))
     }
 }
 
@@ -112,5 +140,6 @@ mod tests {
         assert!(etag_list_matches(&list, t));
         assert!(!etag_list_matches(b"\"x\"", t));
         assert_ne!(Entry::etag_of(b"body"), Entry::etag_of(b"body2"));
+        assert_ne!(Entry::etag_of(b"body"), Entry::gzip_etag_of(b"body"));
     }
 }

@@ -200,6 +200,7 @@ mod tests {
                 headers: Box::new([]),
                 body: Bytes::from_static(b"x"),
                 etag: Entry::etag_of(b"x"),
+                gzip: None,
                 job: Arc::from("job"),
                 fetched_at: tokio::time::Instant::now(),
                 fresh_for: Duration::from_secs(1),

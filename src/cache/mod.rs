@@ -20,7 +20,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use moka::Expiry;
 
-pub use entry::{Entry, Freshness};
+pub use entry::{Compressed, Entry, Freshness};
 pub use flight::{FlightOutcome, FlightResult, Flights, Role};
 
 use crate::items::CacheKey;

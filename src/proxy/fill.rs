@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use super::State;
 use crate::body::empty_request;
-use crate::cache::{Entry, FlightOutcome, FlightResult};
+use crate::cache::{Compressed, Entry, FlightOutcome, FlightResult};
 use crate::error::UpstreamError;
 use crate::items::key::session_cookie;
 use crate::items::{CacheKey, CanonicalQuery, Credential, BATCH_PREFIX};
@@ -160,10 +160,16 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         .stale_while_revalidate
         .max(state.config.cache.stale_if_error);
     let etag = Entry::etag_of(&body);
+    let gzip = if ok && body.len() >= GZIP_MIN_BYTES {
+        compress(body.clone()).await
+    } else {
+        None
+    };
     let entry = Arc::new(Entry {
         status: parts.status,
         headers: entry_headers(parts.headers, ok),
         etag,
+        gzip,
         body,
         job: fill.job.clone(),
         fetched_at: Instant::now(),
@@ -177,6 +183,30 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
             .insert_if_current(fill.key.clone(), entry.clone(), fill.generation)
             .await;
     Ok(FlightOutcome { entry, stored })
+}
+
+/// Pages at least this large are also kept gzip-compressed. Smaller ones gain
+/// little on the wire and would cost more memory per entry than they save.
+pub const GZIP_MIN_BYTES: usize = 16 * 1024;
+
+/// Gzip a body once, off the async workers (a 1000-item page takes milliseconds).
+/// `None` when compression fails or does not save at least a tenth.
+async fn compress(body: Bytes) -> Option<Compressed> {
+    use std::io::Write;
+    let task = tokio::task::spawn_blocking(move || {
+        let mut encoder = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4),
+            flate2::Compression::fast(),
+        );
+        encoder.write_all(&body).ok()?;
+        let compressed = encoder.finish().ok()?;
+        (compressed.len() < body.len() / 10 * 9).then(|| Compressed {
+            etag: Entry::gzip_etag_of(&body),
+            // Exact-size copy: the encoder's vector may have spare capacity.
+            body: Bytes::copy_from_slice(&compressed),
+        })
+    });
+    task.await.ok().flatten()
 }
 
 /// Headers sent with every copy of a fetched response. A 200 keeps only

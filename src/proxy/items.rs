@@ -110,6 +110,11 @@ struct ItemRequest<'a> {
 }
 
 impl ItemRequest<'_> {
+    /// Serve the entry's gzip representation? Only parsed when the entry has one.
+    fn gzip_ok(&self, entry: &Entry) -> bool {
+        entry.gzip.is_some() && respond::accepts_gzip(&self.parts.headers)
+    }
+
     fn not_modified(&self, entry: &Entry) -> bool {
         entry.status == StatusCode::OK && self.if_none_match.is_some_and(|inm| entry.matches(inm))
     }
@@ -120,7 +125,13 @@ impl ItemRequest<'_> {
         if not_modified {
             self.state.metrics.not_modified.inc();
         }
-        let res = respond::from_entry(entry, status, Some(entry.age(now)), not_modified);
+        let res = respond::from_entry(
+            entry,
+            status,
+            Some(entry.age(now)),
+            not_modified,
+            self.gzip_ok(entry),
+        );
         let outcome = if not_modified && outcome == Outcome::Hit {
             Outcome::NotModified
         } else {
@@ -290,7 +301,13 @@ impl ItemRequest<'_> {
             self.state.metrics.not_modified.inc();
         }
         (
-            respond::from_entry(&outcome.entry, status, None, not_modified),
+            respond::from_entry(
+                &outcome.entry,
+                status,
+                None,
+                not_modified,
+                self.gzip_ok(&outcome.entry),
+            ),
             result,
         )
     }
@@ -358,6 +375,7 @@ impl ItemRequest<'_> {
                     Status::Hit(entry.fresh_until().saturating_duration_since(now)),
                     Some(entry.age(now)),
                     true,
+                    self.gzip_ok(&entry),
                 );
                 return (res, Outcome::NotModified);
             }
@@ -365,7 +383,13 @@ impl ItemRequest<'_> {
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = crate::server::stopped(&mut draining) => {
-                    let res = respond::from_entry(&entry, Status::Hit(Duration::ZERO), Some(entry.age(now)), true);
+                    let res = respond::from_entry(
+                        &entry,
+                        Status::Hit(Duration::ZERO),
+                        Some(entry.age(now)),
+                        true,
+                        self.gzip_ok(&entry),
+                    );
                     return (res, Outcome::NotModified);
                 }
             }

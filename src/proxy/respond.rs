@@ -160,17 +160,25 @@ fn seconds(d: Duration) -> HeaderValue {
     }
 }
 
-/// A response carrying `entry` (a 304 when `not_modified`), with `Cache-Status` and, when `age` is given, `Age`.
+/// A response carrying `entry` (a 304 when `not_modified`), with `Cache-Status`
+/// and, when `age` is given, `Age`. The gzip representation is chosen when the
+/// entry has one and the client accepts it (see [`accepts_gzip`]).
 pub fn from_entry(
     entry: &Entry,
     status: Status,
     age: Option<Duration>,
     not_modified: bool,
+    client_accepts_gzip: bool,
 ) -> Response<ResponseBody> {
+    let gzip = entry.gzip.as_ref().filter(|_| client_accepts_gzip);
+    let (bytes, etag) = match gzip {
+        Some(g) => (&g.body, &g.etag),
+        None => (&entry.body, &entry.etag),
+    };
     let body = if not_modified {
         Bytes::new()
     } else {
-        entry.body.clone()
+        bytes.clone()
     };
     let mut res = Response::new(full(body));
     *res.status_mut() = if not_modified {
@@ -179,7 +187,7 @@ pub fn from_entry(
         entry.status
     };
     let headers = res.headers_mut();
-    headers.reserve(entry.headers.len() + 3);
+    headers.reserve(entry.headers.len() + 5);
     for (name, value) in entry.headers.iter() {
         if not_modified && name == header::CONTENT_TYPE {
             continue;
@@ -187,13 +195,47 @@ pub fn from_entry(
         headers.append(name, value.clone());
     }
     if entry.status == StatusCode::OK {
-        headers.insert(header::ETAG, entry.etag.clone());
+        headers.insert(header::ETAG, etag.clone());
+    }
+    if entry.gzip.is_some() {
+        headers.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if gzip.is_some() && !not_modified {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
     }
     headers.insert(CACHE_STATUS.clone(), status.header());
     if let Some(age) = age {
         headers.insert(header::AGE, seconds(age));
     }
     res
+}
+
+/// Does the request's `Accept-Encoding` accept gzip (RFC 9110 §12.5.3)?
+/// `gzip`/`x-gzip` with a non-zero q, or `*` with a non-zero q and no explicit gzip entry.
+pub fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    let mut gzip = None;
+    let mut any = None;
+    for value in headers.get_all(header::ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for item in value.split(',') {
+            let mut params = item.split(';');
+            let coding = params.next().unwrap_or("").trim();
+            let q = params
+                .find_map(|p| {
+                    let (k, v) = p.split_once('=')?;
+                    k.trim()
+                        .eq_ignore_ascii_case("q")
+                        .then(|| v.trim().parse::<f32>().ok())?
+                })
+                .unwrap_or(1.0);
+            if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                gzip = Some(q > 0.0);
+            } else if coding == "*" {
+                any = Some(q > 0.0);
+            }
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// An error response of the item-list route, with its `Cache-Status`.
@@ -209,4 +251,27 @@ pub fn with_status(mut res: Response<ResponseBody>, status: Status) -> Response<
     res.headers_mut()
         .insert(CACHE_STATUS.clone(), status.header());
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ae(v: &'static str) -> bool {
+        let mut h = http::HeaderMap::new();
+        h.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(v));
+        accepts_gzip(&h)
+    }
+
+    #[test]
+    fn accept_encoding() {
+        assert!(ae("gzip, deflate"));
+        assert!(ae("br;q=1.0, GZIP;q=0.5"));
+        assert!(ae("*"));
+        assert!(!ae("gzip;q=0"));
+        assert!(!ae("*, gzip;q=0"));
+        assert!(!ae("identity"));
+        assert!(!ae("br"));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
+    }
 }
