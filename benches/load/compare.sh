@@ -81,7 +81,7 @@ missing_bin=()
 [[ -x "$SIM_BIN" ]] || missing_bin+=("$SIM_BIN")
 if [[ " $TARGETS " == *" pollgate "* && ! -x "$POLLGATE_BIN" ]]; then missing_bin+=("$POLLGATE_BIN"); fi
 if ((${#missing_bin[@]})); then
-    die "missing ${missing_bin[*]}; run: (cd $ROOT && cargo build --release --workspace --examples)   [this script builds nothing]"
+    die "missing ${missing_bin[*]}; run: (cd $ROOT && cargo build --release --workspace --bins --examples)   [this script builds nothing]"
 fi
 
 read -r load1 _ </proc/loadavg

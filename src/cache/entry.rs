@@ -33,8 +33,9 @@ pub struct Entry {
     /// Strong validator of the body; also how long-polls see that content changed.
     pub etag: HeaderValue,
     /// The same body gzip-compressed, made once at store time for large pages and
-    /// served to clients that accept gzip (the official SDK does).
-    pub gzip: Option<Compressed>,
+    /// served to clients that accept gzip (the official SDK does). Boxed: small
+    /// pages have none and should not pay its size in every entry.
+    pub gzip: Option<Box<Compressed>>,
     /// The job whose pages this is, for purges.
     pub job: Arc<str>,
     pub fetched_at: Instant,

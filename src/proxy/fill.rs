@@ -191,7 +191,7 @@ pub const GZIP_MIN_BYTES: usize = 16 * 1024;
 
 /// Gzip a body once, off the async workers (a 1000-item page takes milliseconds).
 /// `None` when compression fails or does not save at least a tenth.
-async fn compress(body: Bytes) -> Option<Compressed> {
+async fn compress(body: Bytes) -> Option<Box<Compressed>> {
     use std::io::Write;
     let task = tokio::task::spawn_blocking(move || {
         let mut encoder = flate2::write::GzEncoder::new(
@@ -200,10 +200,12 @@ async fn compress(body: Bytes) -> Option<Compressed> {
         );
         encoder.write_all(&body).ok()?;
         let compressed = encoder.finish().ok()?;
-        (compressed.len() < body.len() / 10 * 9).then(|| Compressed {
-            etag: Entry::gzip_etag_of(&body),
-            // Exact-size copy: the encoder's vector may have spare capacity.
-            body: Bytes::copy_from_slice(&compressed),
+        (compressed.len() < body.len() / 10 * 9).then(|| {
+            Box::new(Compressed {
+                etag: Entry::gzip_etag_of(&body),
+                // Exact-size copy: the encoder's vector may have spare capacity.
+                body: Bytes::copy_from_slice(&compressed),
+            })
         })
     });
     task.await.ok().flatten()
