@@ -130,6 +130,8 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         Ok(Ok(collected)) => Bytes::copy_from_slice(&collected.to_bytes()),
     };
     drop(sent.permit);
+    // Age counts from the moment the upstream's answer was complete.
+    let fetched_at = Instant::now();
 
     if parts.status == StatusCode::TOO_MANY_REQUESTS {
         state.metrics.upstream_429.inc();
@@ -160,7 +162,8 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         .stale_while_revalidate
         .max(state.config.cache.stale_if_error);
     let etag = Entry::etag_of(&body);
-    let gzip = if ok && body.len() >= GZIP_MIN_BYTES {
+    let storable = ok && body.len() <= state.config.cache.max_entry_bytes;
+    let gzip = if storable && body.len() >= GZIP_MIN_BYTES {
         compress(body.clone()).await
     } else {
         None
@@ -172,12 +175,11 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         gzip,
         body,
         job: fill.job.clone(),
-        fetched_at: Instant::now(),
+        fetched_at,
         fresh_for,
         retain_for: fresh_for + stale_window,
     });
-    let stored = ok
-        && entry.body.len() <= state.config.cache.max_entry_bytes
+    let stored = storable
         && state
             .cache
             .insert_if_current(fill.key.clone(), entry.clone(), fill.generation)
