@@ -1128,3 +1128,37 @@ async fn large_pages_are_served_gzipped_only_to_clients_that_accept_it() {
         "one fill per page, whatever the encoding"
     );
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_wait_until_one_closes() {
+    let h = Harness::start(|c| c.server.max_connections = 1).await;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN_A}\r\n\r\n",
+        items_path(JOB_A, "limit=1")
+    );
+    // A takes the only slot and keeps its connection open.
+    let mut a = TcpStream::connect(h.addr).await.expect("connect a");
+    a.write_all(request.as_bytes()).await.expect("write a");
+    let mut buf = [0u8; 4096];
+    let n = a.read(&mut buf).await.expect("read a");
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "A is served");
+    // B is accepted by the kernel but not served while A holds the slot.
+    let mut b = TcpStream::connect(h.addr).await.expect("connect b");
+    b.write_all(request.as_bytes()).await.expect("write b");
+    let early = tokio::time::timeout(Duration::from_millis(300), b.read(&mut buf)).await;
+    assert!(
+        early.is_err(),
+        "B was served while A held the only connection slot"
+    );
+    // A leaves: B is served.
+    drop(a);
+    let n = tokio::time::timeout(Duration::from_secs(10), b.read(&mut buf))
+        .await
+        .expect("B is served once A's connection closes")
+        .expect("read b");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+}
