@@ -298,10 +298,20 @@ impl Config {
         Ok(config)
     }
 
+    /// Parse the file; errors lead with the dotted key (`cache.ttl: ...`), then toml's
+    /// own message with the line and column.
     fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
+        serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+            let key = e.path().to_string();
+            let message = e.into_inner().to_string();
+            ConfigError::Parse {
+                path: path.to_owned(),
+                message: if key == "." || key.is_empty() {
+                    message
+                } else {
+                    format!("`{key}`: {message}")
+                },
+            }
         })
     }
 

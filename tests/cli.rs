@@ -95,8 +95,8 @@ fn unknown_key_in_config_file_is_fatal_and_named() {
         .arg(&cfg));
     assert!(!out.status.success(), "exit {:?}", out.status);
     assert!(
-        stderr(&out).contains("tll_typo_key"),
-        "stderr must name the key: {}",
+        stderr(&out).contains("`cache.tll_typo_key`"),
+        "stderr must name the key with its table: {}",
         stderr(&out)
     );
     // The same file stops `serve` before it binds.
