@@ -118,41 +118,38 @@ fn unknown_key_in_config_file_is_fatal_and_named() {
 #[test]
 fn unknown_section_is_fatal_and_named() {
     let dir = TempDir::new();
-    let cfg = dir.file("bad.toml", "[cachee]\nttl = \"1s\"\n");
+    assert_config_rejected(&dir, "bad.toml", "[cachee]\nttl = \"1s\"\n", "cachee");
+}
+
+/// `check-config` on a file with `contents` fails and its stderr names `key`.
+fn assert_config_rejected(dir: &TempDir, name: &str, contents: &str, key: &str) {
+    let cfg = dir.file(name, contents);
     let out = run(pollgate(&dir.0)
         .arg("check-config")
         .arg("--config")
         .arg(&cfg));
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("cachee"), "{}", stderr(&out));
+    assert!(stderr(&out).contains(key), "{}", stderr(&out));
 }
 
 #[test]
 fn bad_value_is_fatal_and_names_the_key() {
     let dir = TempDir::new();
-    let cfg = dir.file("bad.toml", "[cache]\nttl = \"abc\"\n");
-    let out = run(pollgate(&dir.0)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&cfg));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("ttl"), "{}", stderr(&out));
+    assert_config_rejected(&dir, "bad.toml", "[cache]\nttl = \"abc\"\n", "ttl");
 
-    let cfg = dir.file("bad2.toml", "[server]\nlisten = \"not-an-address\"\n");
-    let out = run(pollgate(&dir.0)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&cfg));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("server.listen"), "{}", stderr(&out));
+    assert_config_rejected(
+        &dir,
+        "bad2.toml",
+        "[server]\nlisten = \"not-an-address\"\n",
+        "server.listen",
+    );
 
-    let cfg = dir.file("bad3.toml", "[upstream]\nurl = \"ftp://example.com\"\n");
-    let out = run(pollgate(&dir.0)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&cfg));
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("upstream.url"), "{}", stderr(&out));
+    assert_config_rejected(
+        &dir,
+        "bad3.toml",
+        "[upstream]\nurl = \"ftp://example.com\"\n",
+        "upstream.url",
+    );
 }
 
 #[test]

@@ -242,14 +242,7 @@ async fn session_cookie_is_a_credential_keyed_apart_from_bearer() {
     let bearer_a = h.get(&p, Some(TOKEN_A)).await;
     assert_eq!(bearer_a.cache_status(), "pollgate; fwd=miss; stored");
 
-    let c1 = h
-        .request(
-            Method::GET,
-            &p,
-            &[("cookie", cookie.as_str())],
-            Bytes::new(),
-        )
-        .await;
+    let c1 = h.get_with(&p, &[("cookie", cookie.as_str())]).await;
     assert_eq!(c1.status, StatusCode::OK, "{}", c1.text());
     assert_eq!(
         c1.cache_status(),
@@ -261,14 +254,7 @@ async fn session_cookie_is_a_credential_keyed_apart_from_bearer() {
     assert_eq!(seen[1].token.as_deref(), Some(TOKEN_A));
     assert!(seen[1].headers.get("authorization").is_none());
 
-    let c2 = h
-        .request(
-            Method::GET,
-            &p,
-            &[("cookie", cookie.as_str())],
-            Bytes::new(),
-        )
-        .await;
+    let c2 = h.get_with(&p, &[("cookie", cookie.as_str())]).await;
     assert!(
         c2.cache_status().starts_with("pollgate; hit"),
         "{}",
@@ -278,14 +264,7 @@ async fn session_cookie_is_a_credential_keyed_apart_from_bearer() {
 
     // Tenant B's cookie is another tenant again.
     let b_cookie = format!("session={TOKEN_B}");
-    let b = h
-        .request(
-            Method::GET,
-            &p,
-            &[("cookie", b_cookie.as_str())],
-            Bytes::new(),
-        )
-        .await;
+    let b = h.get_with(&p, &[("cookie", b_cookie.as_str())]).await;
     assert_eq!(b.status, StatusCode::NOT_FOUND, "{}", b.text());
     assert_eq!(upstream_item_requests(&h.sim, JOB_A).len(), 3);
 
@@ -609,8 +588,7 @@ async fn passthrough_other_endpoints_head_and_errors_are_relayed_unchanged() {
 async fn hop_by_hop_headers_are_stripped_both_ways() {
     let h = Harness::start(|_| {}).await;
     let r = h
-        .request(
-            Method::GET,
+        .get_with(
             "/echo/hops",
             &[
                 ("connection", "x-client-hop"),
@@ -620,7 +598,6 @@ async fn hop_by_hop_headers_are_stripped_both_ways() {
                 ("proxy-authorization", "Basic c2VjcmV0"),
                 ("x-client-end-to-end", "kept"),
             ],
-            Bytes::new(),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
@@ -726,14 +703,12 @@ async fn no_content_encoding_the_client_did_not_ask_for() {
     let p = items_path(JOB_A, "limit=10");
     for accept in ["gzip", "br, gzip, deflate", "identity"] {
         let r = h
-            .request(
-                Method::GET,
+            .get_with(
                 &p,
                 &[
                     ("authorization", auth.as_str()),
                     ("accept-encoding", accept),
                 ],
-                Bytes::new(),
             )
             .await;
         assert_eq!(r.status, StatusCode::OK);

@@ -115,6 +115,13 @@ impl Harness {
             .await
     }
 
+    /// GET `path` with exactly these headers.
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        self.client
+            .send(Method::GET, &self.url(path), headers, Bytes::new())
+            .await
+    }
+
     pub async fn request(
         &self,
         method: Method,
