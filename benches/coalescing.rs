@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::request::Parts;
-use pollgate::metrics::Outcome;
+use pollgate::outcome::Outcome;
 use pollgate::Gateway;
 use support::{item_parts, runtime, JOB_A};
 
@@ -52,7 +52,8 @@ async fn fan_in(gateway: &Gateway, waiters: usize) -> Vec<(u16, Outcome)> {
 
 fn bench_coalescing(c: &mut Criterion) {
     let rt = runtime();
-    let (sim, gateway) = rt.block_on(support::start(Duration::ZERO));
+    let (sim, app) = rt.block_on(support::start(Duration::ZERO));
+    let gateway = app.gateway().clone();
 
     let mut g = c.benchmark_group("coalescing");
     g.sample_size(30)
@@ -70,7 +71,7 @@ fn bench_coalescing(c: &mut Criterion) {
         let mut outcomes = BTreeMap::new();
         for (status, outcome) in &answers {
             assert_eq!(*status, 200);
-            *outcomes.entry(format!("{outcome:?}")).or_insert(0) += 1;
+            *outcomes.entry(outcome.result().as_str()).or_insert(0) += 1;
         }
         eprintln!(
             "coalescing/{latency_name}: 100 waiters -> {upstream} upstream request(s); outcomes {outcomes:?}"

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::header::HeaderName;
-use pollgate::metrics::Outcome;
+use pollgate::outcome::{Outcome, ResultLabel};
 use support::{item_parts, runtime, JOB_A};
 
 fn bench_hit_path(c: &mut Criterion) {
     let rt = runtime();
-    let (sim, gateway) = rt.block_on(support::start(Duration::ZERO));
+    let (sim, app) = rt.block_on(support::start(Duration::ZERO));
+    let gateway = app.gateway().clone();
 
     let mut g = c.benchmark_group("hit_path");
     g.sample_size(50)
@@ -31,7 +32,11 @@ fn bench_hit_path(c: &mut Criterion) {
         let size = rt.block_on(async {
             let (res, outcome) = gateway.handle_items(&parts).await.expect("item route");
             assert_eq!(res.status(), 200, "warm-up fill of {query}");
-            assert_eq!(outcome, Outcome::Miss, "first request of {query}");
+            assert_eq!(
+                outcome.result(),
+                ResultLabel::Miss,
+                "first request of {query}"
+            );
             support::body_bytes(res.into_body()).await;
             let (res, outcome) = gateway.handle_items(&parts).await.expect("item route");
             let cache_status = res
@@ -44,7 +49,7 @@ fn bench_hit_path(c: &mut Criterion) {
                 cache_status.starts_with("pollgate; hit"),
                 "expected a hit for {query}, Cache-Status: {cache_status:?}"
             );
-            assert_eq!(outcome, Outcome::Hit);
+            assert!(matches!(outcome, Outcome::Hit { .. }), "{outcome:?}");
             support::body_bytes(res.into_body()).await.len()
         });
         eprintln!("hit_path/{name}: body {size} bytes");

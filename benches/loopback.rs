@@ -1,4 +1,4 @@
-//! A cache hit through a real listener: `server::serve` on 127.0.0.1:0 and one
+//! A cache hit through a real listener: `App::serve` on 127.0.0.1:0 and one
 //! keep-alive HTTP/1.1 client connection (raw hyper, reused by every iteration).
 //!
 //! One iteration = write the request, the server parses it, serves the hit, writes the
@@ -16,7 +16,6 @@ use http::{header, HeaderValue, Method, Request};
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use pollgate::server;
 use support::{items_path, runtime, JOB_A, TOKEN_A};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -41,15 +40,10 @@ fn request(addr: std::net::SocketAddr, path: &str) -> Request<Empty<Bytes>> {
 fn bench_loopback(c: &mut Criterion) {
     let rt = runtime();
     let (sim, addr, sender) = rt.block_on(async {
-        let (sim, gateway) = support::start(Duration::ZERO).await;
+        let (sim, app) = support::start(Duration::ZERO).await;
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        tokio::spawn(server::serve(
-            gateway,
-            listener,
-            None,
-            std::future::pending(),
-        ));
+        tokio::spawn(app.serve(listener, None));
         let stream = TcpStream::connect(addr).await.expect("connect");
         stream.set_nodelay(true).expect("nodelay");
         let (sender, conn) = http1::handshake(TokioIo::new(stream))

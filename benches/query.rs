@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{header, HeaderMap, HeaderValue};
-use pollgate::items::{canonicalize, CacheKey, FingerprintKey};
+use pollgate::items::canonicalize;
+use pollgate::key::{CacheKey, FingerprintKey};
 
 const JOB: &str = "job-a-running";
 
@@ -19,7 +20,9 @@ fn route_query(fp: &FingerprintKey, headers: &HeaderMap, raw: &str) -> usize {
     match canonicalize(Some(raw)) {
         Ok(q) => {
             let cred = fp.credential(headers).expect("credential");
-            CacheKey::new(&cred, JOB, &q, &[], headers).as_str().len()
+            CacheKey::new(&cred, JOB, q.as_str(), &[], headers)
+                .as_str()
+                .len()
         }
         Err(rejection) => rejection.to_json().len(),
     }
@@ -103,7 +106,7 @@ fn bench_query(c: &mut Criterion) {
     let q = canonicalize(Some(raw)).expect("valid");
     let cred = fp.credential(&headers).expect("credential");
     g.bench_function("cache_key_new", |b| {
-        b.iter(|| CacheKey::new(black_box(&cred), JOB, black_box(&q), &[], &headers))
+        b.iter(|| CacheKey::new(black_box(&cred), JOB, black_box(q.as_str()), &[], &headers))
     });
     g.finish();
 }

@@ -1,48 +1,49 @@
-//! The admin listener: health, readiness, metrics and purges, on its own address.
+//! The admin API: health, readiness, metrics and purges, on its own listener.
 //!
-//! Kept off the public port so that purging and metrics are reachable only
-//! where the operator binds them (loopback by default).
+//! Kept off the client port so that purging and metrics are reachable only
+//! where the operator binds them (loopback by default). The admin API sees the
+//! gateway only through [`Control`], a narrow handle (purge, readiness,
+//! metrics text): it cannot reach the request flow's state, and the flow does
+//! not know the admin API exists.
 
-use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::error::detail_json;
-use crate::proxy::{Gateway, State};
 
-pub async fn serve(gateway: Gateway, listener: TcpListener, mut stop: watch::Receiver<bool>) {
-    let builder = auto::Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = crate::server::stopped(&mut stop) => return,
-        };
-        let state = gateway.state().clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-        });
+/// Whether the gateway should receive traffic, and what `/readyz` says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Readiness {
+    pub ready: bool,
+    /// The JSON body of `/readyz`.
+    pub body: serde_json::Value,
+}
+
+/// What the admin API may ask of the gateway.
+pub trait Control: Send + Sync + 'static {
+    /// Forget every cached page.
+    fn purge_all(&self) -> impl Future<Output = ()> + Send;
+    /// Forget every credential's cached pages of one job.
+    fn purge_job(&self, job: &str) -> impl Future<Output = ()> + Send;
+    fn readiness(&self) -> Readiness;
+    /// The Prometheus text exposition, with state gauges read now.
+    fn metrics_text(&self) -> impl Future<Output = String> + Send;
+}
+
+/// The admin API over a [`Control`]. Cheap to clone.
+pub struct Admin<C> {
+    control: Arc<C>,
+}
+
+impl<C> Clone for Admin<C> {
+    fn clone(&self) -> Self {
+        Admin {
+            control: self.control.clone(),
+        }
     }
 }
 
@@ -56,77 +57,60 @@ fn json(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
     res
 }
 
-async fn route(state: &Arc<State>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let path = req.uri().path();
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => {
-            json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
-        }
-        (&Method::GET, "/readyz") => {
-            if *state.draining.borrow() {
-                json(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    Bytes::from_static(b"{\"status\":\"draining\"}"),
-                )
-            } else {
+impl<C: Control> Admin<C> {
+    pub fn new(control: Arc<C>) -> Self {
+        Admin { control }
+    }
+
+    /// Answer one admin request (its body, if any, is ignored).
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        let path = req.uri().path();
+        match (req.method(), path) {
+            (&Method::GET, "/healthz") => {
+                json(StatusCode::OK, Bytes::from_static(b"{\"status\":\"ok\"}"))
+            }
+            (&Method::GET, "/readyz") => {
+                let readiness = self.control.readiness();
+                let status = if readiness.ready {
+                    StatusCode::OK
+                } else {
+                    StatusCode::SERVICE_UNAVAILABLE
+                };
+                json(status, Bytes::from(readiness.body.to_string()))
+            }
+            (&Method::GET, "/metrics") => {
+                let text = self.control.metrics_text().await;
+                let mut res = Response::new(Full::new(Bytes::from(text)));
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                res
+            }
+            (&Method::DELETE, "/cache") => {
+                self.control.purge_all().await;
+                tracing::info!("admin purge: all entries");
+                json(StatusCode::OK, Bytes::from_static(b"{\"purged\":\"all\"}"))
+            }
+            (&Method::DELETE, p) if p.starts_with("/cache/jobs/") => {
+                let job = &p["/cache/jobs/".len()..];
+                if job.is_empty() || job.contains('/') {
+                    return json(StatusCode::NOT_FOUND, detail_json("no such job path"));
+                }
+                self.control.purge_job(job).await;
+                tracing::info!(job, "admin purge: job");
                 json(
                     StatusCode::OK,
-                    Bytes::from_static(b"{\"status\":\"ready\"}"),
+                    Bytes::from(serde_json::json!({ "purged": job }).to_string()),
                 )
             }
+            (_, "/healthz" | "/readyz" | "/metrics" | "/cache") => json(
+                StatusCode::METHOD_NOT_ALLOWED,
+                detail_json("method not allowed"),
+            ),
+            _ => json(StatusCode::NOT_FOUND, detail_json("not found")),
         }
-        (&Method::GET, "/metrics") => {
-            refresh_gauges(state).await;
-            let mut res = Response::new(Full::new(Bytes::from(state.metrics.encode())));
-            res.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            );
-            res
-        }
-        (&Method::DELETE, "/cache") => {
-            state.cache.purge_all();
-            state.metrics.purges.inc();
-            tracing::info!("admin purge: all entries");
-            json(StatusCode::OK, Bytes::from_static(b"{\"purged\":\"all\"}"))
-        }
-        (&Method::DELETE, p) if p.starts_with("/cache/jobs/") => {
-            let job = &p["/cache/jobs/".len()..];
-            if job.is_empty() || job.contains('/') {
-                return json(StatusCode::NOT_FOUND, detail_json("no such job path"));
-            }
-            state.cache.purge_job(job);
-            state.metrics.purges.inc();
-            tracing::info!(job, "admin purge: job");
-            json(
-                StatusCode::OK,
-                Bytes::from(serde_json::json!({ "purged": job }).to_string()),
-            )
-        }
-        (_, "/healthz" | "/readyz" | "/metrics" | "/cache") => json(
-            StatusCode::METHOD_NOT_ALLOWED,
-            detail_json("method not allowed"),
-        ),
-        _ => json(StatusCode::NOT_FOUND, detail_json("not found")),
     }
-}
-
-/// State gauges are read at scrape time, not maintained per request.
-async fn refresh_gauges(state: &State) {
-    state.cache.sync().await;
-    let usage = state.cache.usage();
-    let m = &state.metrics;
-    m.cache_entries
-        .set(i64::try_from(usage.entries).unwrap_or(i64::MAX));
-    m.cache_bytes
-        .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
-    m.fetches_in_flight.set(state.flights.len() as i64);
-    m.upstream_in_flight.set(
-        state
-            .upstream
-            .in_flight(state.config.upstream.max_concurrent) as i64,
-    );
-    m.backoffs_active.set(state.shield.active() as i64);
 }

@@ -1,57 +1,23 @@
-//! Errors of the gateway and the single place they become HTTP responses.
+//! Errors pollgate answers with, and the single place they become HTTP responses.
 //!
 //! Every failure a client can see is a [`GatewayError`]: the variant says
 //! *whose* fault it is (the client's query, the upstream, our own limits), and
 //! [`GatewayError::into_response`] is the only function that turns one into a
-//! status code and a JSON body. The client gets a short, clear `detail`; the
-//! log gets the source chain.
+//! status code and a JSON body. The client gets a short, fixed `detail` (the
+//! variant's `Display`, never the cause chain); the log gets the whole chain
+//! through [`Chain`].
 
+use std::error::Error;
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{full, ResponseBody};
+use crate::cache::CacheError;
 use crate::items::QueryRejection;
-
-/// Why an upstream exchange failed. Shared (`Arc`) with every coalesced waiter.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("upstream unreachable: {0}")]
-    Connect(String),
-    #[error("upstream did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("upstream failed mid-response: {0}")]
-    Broken(String),
-    #[error("upstream answered {0}")]
-    Status(http::StatusCode),
-    #[error("no upstream capacity within {0:?}")]
-    Saturated(Duration),
-    #[error("the fetch was abandoned before it finished")]
-    Abandoned,
-}
-
-impl UpstreamError {
-    /// Timeouts are 504 (the upstream may still answer later); the rest are 502.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            UpstreamError::Timeout(_) | UpstreamError::Saturated(_) => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    /// Label for logs and metrics.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            UpstreamError::Connect(_) => "connect",
-            UpstreamError::Timeout(_) => "timeout",
-            UpstreamError::Broken(_) => "broken",
-            UpstreamError::Status(_) => "status",
-            UpstreamError::Saturated(_) => "saturated",
-            UpstreamError::Abandoned => "abandoned",
-        }
-    }
-}
+use crate::upstream::UpstreamError;
 
 /// Everything that ends a request with an error response produced by pollgate itself.
 #[derive(Debug, thiserror::Error)]
@@ -62,10 +28,8 @@ pub enum GatewayError {
     Upstream(#[from] UpstreamError),
     #[error("rate limited by the upstream; retry in {} s", .0.as_millis().max(1).div_ceil(1000))]
     BackedOff(Duration),
-    #[error("still waiting for the upstream after {0:?}")]
-    WaitTimeout(Duration),
-    #[error("too many clients waiting on one fetch")]
-    TooManyWaiters,
+    #[error(transparent)]
+    Cache(#[from] CacheError),
 }
 
 impl GatewayError {
@@ -74,7 +38,7 @@ impl GatewayError {
             GatewayError::InvalidQuery(_) => StatusCode::UNPROCESSABLE_ENTITY,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::BackedOff(_) => StatusCode::TOO_MANY_REQUESTS,
-            GatewayError::WaitTimeout(_) | GatewayError::TooManyWaiters => {
+            GatewayError::Cache(CacheError::WaitTimeout(_) | CacheError::TooManyWaiters) => {
                 StatusCode::GATEWAY_TIMEOUT
             }
         }
@@ -84,10 +48,10 @@ impl GatewayError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             GatewayError::BackedOff(left) => Some(*left),
-            GatewayError::WaitTimeout(_) | GatewayError::TooManyWaiters => {
+            GatewayError::Cache(CacheError::WaitTimeout(_) | CacheError::TooManyWaiters) => {
                 Some(Duration::from_secs(1))
             }
-            _ => None,
+            GatewayError::InvalidQuery(_) | GatewayError::Upstream(_) => None,
         }
     }
 
@@ -97,6 +61,7 @@ impl GatewayError {
         let retry_after = self.retry_after();
         let body = match &self {
             GatewayError::InvalidQuery(rejection) => rejection.to_json(),
+            // `Display` only: the cause chain stays in the log.
             other => detail_json(&other.to_string()),
         };
         let mut res = Response::new(full(body));
@@ -121,4 +86,38 @@ impl GatewayError {
 pub fn detail_json(detail: &str) -> Bytes {
     let value = serde_json::json!({ "detail": detail });
     Bytes::from(value.to_string())
+}
+
+/// Displays an error and all its sources on one line (`a: b: c`), for logs only.
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn clients_get_the_short_detail_logs_get_the_chain() {
+        let cause = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "tcp connect error");
+        let err = GatewayError::Upstream(UpstreamError::Connect(Arc::new(cause)));
+        let logged = Chain(&err).to_string();
+        assert!(logged.contains("tcp connect error"), "{logged}");
+        let res = err.into_response();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+        let body = res.into_body().collect().await.expect("body").to_bytes();
+        assert_eq!(&body[..], br#"{"detail":"upstream unreachable"}"#);
+    }
 }

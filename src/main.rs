@@ -5,7 +5,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use pollgate::cli::{Cli, Command, ServeArgs};
-use pollgate::{server, telemetry, Config, Gateway};
+use pollgate::key::FingerprintKey;
+use pollgate::{server, telemetry, App, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -53,8 +54,10 @@ async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
             "the admin listener has no authentication and can purge the cache: keep it on a private interface"
         );
     }
-    let gateway = Gateway::new(config).context("cannot set up the upstream client")?;
-    server::serve(gateway, listener, Some(admin), shutdown_signal()).await?;
+    let app =
+        App::new(config, FingerprintKey::random()).context("cannot set up the upstream client")?;
+    app.shutdown().trigger_on(shutdown_signal());
+    app.serve(listener, Some(admin)).await?;
     Ok(())
 }
 

@@ -15,71 +15,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// How a request was answered; the label of `pollgate_requests_total` and the access log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Outcome {
-    /// Fresh entry served.
-    Hit,
-    /// Stale entry served (while revalidating, on error, under back-off or after a wait timeout).
-    Stale,
-    /// This request's fetch went upstream.
-    Miss,
-    /// Joined another request's in-flight fetch.
-    Collapsed,
-    /// Cacheable route, but not cached (no credential).
-    Bypass,
-    /// 304 from a cached entry.
-    NotModified,
-    /// 422 at the edge.
-    Rejected,
-    /// 429 from pollgate's own back-off or budget, no upstream call.
-    BackedOff,
-    /// pollgate answered with an error (502/504).
-    Error,
-    /// Not the item-list route: relayed to the upstream.
-    Passthrough,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 10] = [
-        Outcome::Hit,
-        Outcome::Stale,
-        Outcome::Miss,
-        Outcome::Collapsed,
-        Outcome::Bypass,
-        Outcome::NotModified,
-        Outcome::Rejected,
-        Outcome::BackedOff,
-        Outcome::Error,
-        Outcome::Passthrough,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Stale => "stale",
-            Outcome::Miss => "miss",
-            Outcome::Collapsed => "collapsed",
-            Outcome::Bypass => "bypass",
-            Outcome::NotModified => "not_modified",
-            Outcome::Rejected => "rejected",
-            Outcome::BackedOff => "backed_off",
-            Outcome::Error => "error",
-            Outcome::Passthrough => "passthrough",
-        }
-    }
-
-    /// Whether a request answered this way cost no upstream call of its own.
-    pub fn without_upstream(self) -> bool {
-        !matches!(
-            self,
-            Outcome::Miss | Outcome::Bypass | Outcome::Passthrough | Outcome::Error
-        )
-    }
-}
+use crate::outcome::{Outcome, ResultLabel, StaleReason};
 
 /// The label value is the snake_case name the access log and README use.
-impl EncodeLabelValue for Outcome {
+impl EncodeLabelValue for ResultLabel {
     fn encode(
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder,
@@ -88,34 +27,19 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
-/// Why a stale entry was served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StaleReason {
-    WhileRevalidate,
-    UpstreamError,
-    Backoff,
-    WaitTimeout,
-}
-
 impl EncodeLabelValue for StaleReason {
     fn encode(
         &self,
         encoder: &mut prometheus_client::encoding::LabelValueEncoder,
     ) -> Result<(), std::fmt::Error> {
-        let name = match self {
-            StaleReason::WhileRevalidate => "while_revalidate",
-            StaleReason::UpstreamError => "upstream_error",
-            StaleReason::Backoff => "backoff",
-            StaleReason::WaitTimeout => "wait_timeout",
-        };
-        EncodeLabelValue::encode(&name, encoder)
+        EncodeLabelValue::encode(&self.as_str(), encoder)
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct RequestLabels {
     route: &'static str,
-    result: Outcome,
+    result: ResultLabel,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -130,13 +54,13 @@ struct ReasonLabels {
 
 pub struct Metrics {
     registry: Registry,
-    items: [Counter; Outcome::ALL.len()],
+    items: [Counter; ResultLabel::ALL.len()],
     passthrough: Counter,
     upstream: Family<StatusLabels, Counter>,
     upstream_latency: Histogram,
     pub coalesced_waiters: Counter,
     pub validation_rejections: Counter,
-    stale: Family<ReasonLabels, Counter>,
+    stale: [Counter; StaleReason::ALL.len()],
     pub backoffs_started: Counter,
     pub upstream_429: Counter,
     without_upstream: Counter,
@@ -167,8 +91,8 @@ impl Metrics {
         );
         // Every outcome but `Passthrough` can answer the item route; that one slot
         // is a detached counter, so no impossible series is exported.
-        let items = Outcome::ALL.map(|result| match result {
-            Outcome::Passthrough => Counter::default(),
+        let items = ResultLabel::ALL.map(|result| match result {
+            ResultLabel::Passthrough => Counter::default(),
             result => requests
                 .get_or_create(&RequestLabels {
                     route: "items",
@@ -179,7 +103,7 @@ impl Metrics {
         let passthrough = requests
             .get_or_create(&RequestLabels {
                 route: "passthrough",
-                result: Outcome::Passthrough,
+                result: ResultLabel::Passthrough,
             })
             .clone();
         let upstream = Family::<StatusLabels, Counter>::default();
@@ -194,12 +118,14 @@ impl Metrics {
             "Time to upstream response headers",
             upstream_latency.clone(),
         );
-        let stale = Family::<ReasonLabels, Counter>::default();
+        let stale_family = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "stale_served",
             "Stale entries served, by reason",
-            stale.clone(),
+            stale_family.clone(),
         );
+        let stale = StaleReason::ALL
+            .map(|reason| stale_family.get_or_create(&ReasonLabels { reason }).clone());
 
         let m = Metrics {
             items,
@@ -292,21 +218,27 @@ impl Metrics {
         m
     }
 
-    /// Count one item-list request by how it was answered.
-    pub fn item_request(&self, outcome: Outcome) {
+    /// Count one request of a cacheable route by how it was answered (and with what status).
+    pub fn cached_route_request(&self, outcome: &Outcome, status: http::StatusCode) {
+        let result = outcome.result();
         // `ALL` lists the variants in declaration order, so the discriminant is the index.
-        self.items[outcome as usize].inc();
-        if outcome.without_upstream() {
+        self.items[result as usize].inc();
+        if result.without_upstream() {
             self.without_upstream.inc();
+        }
+        if let Outcome::Stale { why, .. } = outcome {
+            self.stale[why.reason() as usize].inc();
+        }
+        if *outcome == Outcome::Rejected {
+            self.validation_rejections.inc();
+        }
+        if status == http::StatusCode::NOT_MODIFIED {
+            self.not_modified.inc();
         }
     }
 
     pub fn passthrough_request(&self) {
         self.passthrough.inc();
-    }
-
-    pub fn stale_served(&self, reason: StaleReason) {
-        self.stale.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     pub fn upstream_result(&self, status: &'static str, latency: Duration) {

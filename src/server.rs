@@ -1,9 +1,12 @@
 //! The accept loop: connection limit, slow-client and header-size bounds, graceful drain.
 //!
-//! `serve` takes already-bound listeners and a shutdown future, so tests bind
-//! `127.0.0.1:0` and main binds the configured address. On shutdown it stops
-//! accepting, tells held long-polls to answer, lets in-flight requests finish
-//! and gives up at `server.shutdown_grace`.
+//! One loop serves every listener (the client listener and the admin
+//! listener), so both get the same protections. It takes an already-bound
+//! listener, a handler and a [`Shutdown`] signal, so tests bind
+//! `127.0.0.1:0` and `main` binds the configured address. It knows nothing of
+//! what it serves: the handler gets the request and the connection's
+//! [`ConnInfo`]. On shutdown it stops accepting, lets in-flight requests
+//! finish, and gives up at the grace deadline.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,58 +14,74 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
-use crate::admin;
-use crate::proxy::Gateway;
+use crate::body::BoxError;
+use crate::config::ServerConfig;
+use crate::conn::{ConnInfo, Scheme};
+use crate::shutdown::Shutdown;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 
-/// Serve the gateway on `listener` and the admin API on `admin` until `shutdown` resolves,
-/// then drain. Returns once every connection is closed or the grace period ran out.
-pub async fn serve(
-    gateway: Gateway,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
-    let admin_task = admin.map(|l| tokio::spawn(admin::serve(gateway.clone(), l, stop_rx.clone())));
-    let result = accept_loop(gateway, listener, stop_rx).await;
-    if let Some(task) = admin_task {
-        let _ = task.await;
-    }
-    result
+/// The bounds one listener enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections served at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A client must send its whole request head within this (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head; bigger gets 431 instead of unbounded buffering.
+    pub max_header_bytes: usize,
+    /// How long shutdown waits for in-flight requests before closing connections.
+    pub shutdown_grace: Duration,
 }
 
-async fn accept_loop(
-    gateway: Gateway,
+impl Limits {
+    pub fn from_config(c: &ServerConfig) -> Self {
+        Limits {
+            max_connections: c.max_connections,
+            header_read_timeout: c.header_read_timeout,
+            max_header_bytes: c.max_header_bytes,
+            shutdown_grace: c.shutdown_grace,
+        }
+    }
+}
+
+/// Serve `handler` on `listener` until `shutdown` triggers, then drain.
+/// Returns once every connection is closed or the grace period ran out.
+pub async fn serve<H, Fut, B>(
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    let cfg = gateway.state().config.server.clone();
-    let slots = Arc::new(Semaphore::new(cfg.max_connections));
+    limits: Limits,
+    shutdown: Shutdown,
+    handler: H,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(cfg.header_read_timeout)
-        .max_buf_size(cfg.max_header_bytes);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(cfg.max_header_bytes).unwrap_or(u32::MAX));
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
 
     loop {
         let permit = tokio::select! {
@@ -70,7 +89,7 @@ async fn accept_loop(
                 Ok(p) => p,
                 Err(_) => break,
             },
-            _ = stopped(&mut stop) => break,
+            _ = shutdown.triggered() => break,
         };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -81,13 +100,14 @@ async fn accept_loop(
                     continue;
                 }
             },
-            _ = stopped(&mut stop) => break,
+            _ = shutdown.triggered() => break,
         };
         let _ = stream.set_nodelay(true);
-        let gw = gateway.clone();
+        let conn_info = ConnInfo::new(peer, Scheme::Http);
+        let handler = handler.clone();
         let service = service_fn(move |req| {
-            let gw = gw.clone();
-            async move { Ok::<_, Infallible>(gw.handle(req, peer).await) }
+            let fut = handler(req, conn_info);
+            async move { Ok::<_, Infallible>(fut.await) }
         });
         let conn = builder
             .serve_connection(TokioIo::new(stream), service)
@@ -95,15 +115,14 @@ async fn accept_loop(
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                log_connection_error(peer, e.as_ref());
             }
             drop(permit);
         });
     }
 
     drop(listener);
-    gateway.begin_drain();
-    let grace = cfg.shutdown_grace;
+    let grace = limits.shutdown_grace;
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: draining connections"
@@ -115,10 +134,8 @@ async fn accept_loop(
     Ok(())
 }
 
-/// Resolves once the flag is set (or its sender is gone). Returns `()` so no
-/// lock guard of the channel lives in a `select!` output.
-pub async fn stopped(flag: &mut watch::Receiver<bool>) {
-    let _ = flag.wait_for(|s| *s).await;
+fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static)) {
+    tracing::debug!(peer = %peer, error = %crate::error::Chain(e), "connection ended with an error");
 }
 
 /// Bind a listener, naming the key in the error.

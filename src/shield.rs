@@ -17,7 +17,7 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::config::BackoffConfig;
-use crate::items::Credential;
+use crate::key::Credential;
 
 /// Above this many remembered credentials, expired state is swept on insert.
 const SWEEP_ABOVE: usize = 4096;
@@ -220,7 +220,7 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::items::FingerprintKey;
+    use crate::key::FingerprintKey;
     use http::HeaderValue;
 
     fn cred(token: &'static str) -> Credential {

@@ -22,8 +22,58 @@ use tokio::time::Instant;
 
 use crate::body::UpstreamBody;
 use crate::config::UpstreamConfig;
-use crate::error::UpstreamError;
 use crate::metrics::Metrics;
+use crate::outcome::FailReason;
+
+/// A failure's cause, shared by every coalesced waiter of one fetch.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// Why an upstream exchange failed. Shared (`Arc`) with every coalesced waiter.
+///
+/// `Display` is the short, client-safe description (it becomes the `detail` of
+/// pollgate's 502/504); the cause chain is kept in [`source`](std::error::Error::source)
+/// for the log and never reaches a client.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream unreachable")]
+    Connect(#[source] Cause),
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream connection broke mid-response")]
+    Broken(#[source] Cause),
+    #[error("upstream answered {0}")]
+    Status(http::StatusCode),
+    #[error("no upstream capacity within {0:?}")]
+    Saturated(Duration),
+    #[error("the fetch was abandoned before it finished")]
+    Abandoned,
+}
+
+impl UpstreamError {
+    /// Timeouts are 504 (the upstream may still answer later); the rest are 502.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            UpstreamError::Timeout(_) | UpstreamError::Saturated(_) => {
+                http::StatusCode::GATEWAY_TIMEOUT
+            }
+            UpstreamError::Connect(_)
+            | UpstreamError::Broken(_)
+            | UpstreamError::Status(_)
+            | UpstreamError::Abandoned => http::StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    /// Why the request failed, for `Cache-Status` and metrics.
+    pub fn reason(&self) -> FailReason {
+        match self {
+            UpstreamError::Connect(_) => FailReason::Connect,
+            UpstreamError::Timeout(_) => FailReason::Timeout,
+            UpstreamError::Broken(_) | UpstreamError::Status(_) => FailReason::Broken,
+            UpstreamError::Saturated(_) => FailReason::Saturated,
+            UpstreamError::Abandoned => FailReason::Abandoned,
+        }
+    }
+}
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus
 /// the proxy-authentication pair which is meant for the hop it was sent to.
@@ -168,7 +218,7 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(|e| UpstreamError::Connect(format!("bad upstream URI: {e}")))
+            .map_err(|e| UpstreamError::Connect(Arc::new(e)))
     }
 
     /// Upstream requests in flight now.
@@ -194,11 +244,10 @@ impl Upstream {
             }
             Ok(Err(e)) => {
                 self.metrics.upstream_result("error", elapsed);
-                let detail = error_chain(&e);
                 if e.is_connect() {
-                    Err(UpstreamError::Connect(detail))
+                    Err(UpstreamError::Connect(Arc::new(e)))
                 } else {
-                    Err(UpstreamError::Broken(detail))
+                    Err(UpstreamError::Broken(Arc::new(e)))
                 }
             }
             Ok(Ok(response)) => {
@@ -222,18 +271,6 @@ fn status_class(status: http::StatusCode) -> &'static str {
         400..=499 => "4xx",
         _ => "5xx",
     }
-}
-
-/// The error and its sources on one line, for logs and `detail`s.
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

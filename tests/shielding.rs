@@ -978,7 +978,7 @@ async fn metrics_report_shielding_events() {
     let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
     let stale_line = lines
         .iter()
-        .find(|l| l.starts_with("pollgate_stale_served_total{reason="))
+        .find(|l| l.starts_with("pollgate_stale_served_total{reason=\"while_revalidate\"}"))
         .unwrap_or_else(|| panic!("no stale_served_total with a reason label:\n{text}"));
     let get =
         |name: &str| metric_value(&text, name).unwrap_or_else(|| panic!("{name} missing:\n{text}"));

@@ -206,17 +206,25 @@ async fn https_upstream_without_the_ca_is_a_502() {
         c.upstream.connect_timeout = Duration::from_secs(2);
     })
     .await;
+    let logs = capture_logs();
     for path in [items_path(JOB_A, "limit=10"), "/echo/untrusted".to_owned()] {
         let r = h.get(&path, Some(TOKEN_A)).await;
         assert_eq!(r.status, StatusCode::BAD_GATEWAY, "{path}: {}", r.text());
-        // The reason is the untrusted certificate, not some other failure.
-        assert!(
-            r.json()["detail"]
-                .as_str()
-                .is_some_and(|d| d.to_lowercase().contains("certificate")),
-            "{}",
-            r.text()
-        );
+        // The client gets a short, fixed detail, never the internal error chain.
+        assert_eq!(r.json()["detail"], "upstream unreachable", "{}", r.text());
+    }
+    // The log has the chain: the reason is the untrusted certificate, not some other
+    // failure, next to the credential's fingerprint (never the token).
+    let text = logs.text();
+    let failures: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("fill failed") || l.contains("passthrough failed"))
+        .collect();
+    assert_eq!(failures.len(), 2, "one log line per failure:\n{text}");
+    for line in failures {
+        assert!(line.to_lowercase().contains("certificate"), "{line}");
+        assert!(line.contains("credential="), "{line}");
+        assert!(!line.contains(TOKEN_A), "{line}");
     }
     assert_eq!(
         h.sim.request_count(),

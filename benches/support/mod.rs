@@ -12,7 +12,8 @@ use http::request::Parts;
 use http::{header, HeaderValue, Method, Request};
 use http_body_util::BodyExt;
 use pollgate::body::ResponseBody;
-use pollgate::{Config, Gateway};
+use pollgate::key::FingerprintKey;
+use pollgate::{App, Config};
 use pollgate_sim::{SimOptions, SimUpstream};
 
 pub use pollgate_sim::{JOB_A, TOKEN_A};
@@ -51,8 +52,8 @@ pub fn bench_config(upstream: SocketAddr) -> Config {
     c
 }
 
-/// A sim (spawned on the current runtime) and a gateway in front of it.
-pub async fn start(latency: Duration) -> (SimUpstream, Gateway) {
+/// A sim (spawned on the current runtime) and a gateway in front of it (not yet serving).
+pub async fn start(latency: Duration) -> (SimUpstream, App) {
     let sim = SimUpstream::new(SimOptions {
         latency,
         items_per_job: 2500,
@@ -60,8 +61,8 @@ pub async fn start(latency: Duration) -> (SimUpstream, Gateway) {
     let upstream = sim.clone().spawn().await;
     let config = bench_config(upstream);
     config.validate().expect("bench config valid");
-    let gateway = Gateway::new(config).expect("gateway");
-    (sim, gateway)
+    let app = App::new(config, FingerprintKey::random()).expect("gateway");
+    (sim, app)
 }
 
 /// The parts of a `GET` item-list request of tenant A.

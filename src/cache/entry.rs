@@ -1,25 +1,20 @@
 //! A cached response and what it knows about itself.
 //!
 //! Everything a hit needs is prepared once, when the entry is made: the
-//! headers to send (with a strong `ETag`), the body as shared [`Bytes`], and
-//! the moments it stops being fresh and stops being useful even as stale.
+//! headers to send (with a strong `ETag`) and the body as shared [`Bytes`].
 //! A hit then clones two reference counts and formats two small headers.
+//!
+//! An entry holds facts, not verdicts: when it was fetched, on the monotonic
+//! clock the hot path reads and on the wall clock another process can read,
+//! and whether its job was finished. [`super::policy`] turns those into
+//! fresh or stale at read time.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
-
-/// How an entry stands at a given moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Freshness {
-    /// Servable as a hit; this much freshness left.
-    Fresh(Duration),
-    /// Past its TTL by this much.
-    Stale(Duration),
-}
 
 /// One upstream response held by pollgate (stored, or only shared by coalesced waiters).
 #[derive(Debug)]
@@ -38,10 +33,12 @@ pub struct Entry {
     pub gzip: Option<Box<Compressed>>,
     /// The job whose pages this is, for purges.
     pub job: Arc<str>,
+    /// When the upstream's answer was complete, on the monotonic clock (age, freshness).
     pub fetched_at: Instant,
-    pub fresh_for: Duration,
-    /// How long after fetching the entry is kept for stale serving.
-    pub retain_for: Duration,
+    /// The same moment on the wall clock, so another process can compute the same age.
+    pub fetched_wall: SystemTime,
+    /// The response says (or the job was known to be) finished: the longer TTL applies.
+    pub terminal: bool,
 }
 
 /// A compressed representation of an entry's body, with its own strong ETag
@@ -81,17 +78,14 @@ impl Entry {
         now.saturating_duration_since(self.fetched_at)
     }
 
-    pub fn freshness(&self, now: Instant) -> Freshness {
-        let age = self.age(now);
-        if age < self.fresh_for {
-            Freshness::Fresh(self.fresh_for - age)
-        } else {
-            Freshness::Stale(age - self.fresh_for)
-        }
-    }
-
-    pub fn fresh_until(&self) -> Instant {
-        self.fetched_at + self.fresh_for
+    /// The monotonic instant matching a wall-clock fetch time (an entry made by
+    /// another process): now, minus how long ago that was on the wall clock.
+    pub fn monotonic_from_wall(fetched_wall: SystemTime) -> Instant {
+        let ago = SystemTime::now()
+            .duration_since(fetched_wall)
+            .unwrap_or(Duration::ZERO);
+        let now = Instant::now();
+        now.checked_sub(ago).unwrap_or(now)
     }
 
     /// Bytes this entry holds, for the cache's byte capacity.
@@ -125,6 +119,24 @@ pub fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
         let c = c.strip_prefix(b"W/").unwrap_or(c);
         c == b"*" || c == etag
     })
+}
+
+#[cfg(test)]
+impl Entry {
+    /// A small stored page fetched now.
+    pub fn for_tests(body: &'static [u8], terminal: bool) -> Entry {
+        Entry {
+            status: StatusCode::OK,
+            headers: Box::new([]),
+            body: Bytes::from_static(body),
+            etag: Entry::etag_of(body),
+            gzip: None,
+            job: Arc::from("job"),
+            fetched_at: Instant::now(),
+            fetched_wall: SystemTime::now(),
+            terminal,
+        }
+    }
 }
 
 #[cfg(test)]

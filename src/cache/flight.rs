@@ -6,8 +6,8 @@
 //! `watch` receiver and are woken the moment the result is sent, with no
 //! polling interval. The map entry is removed by a `Drop` guard owned by the
 //! fetch task, so even a panicking fetch frees the key, and its dropped sender
-//! wakes every waiter with [`UpstreamError::Abandoned`](crate::error::UpstreamError)
-//! at once: no key can stay stuck.
+//! wakes every waiter with [`UpstreamError::Abandoned`] at once: no key can
+//! stay stuck.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Entry;
-use crate::error::{GatewayError, UpstreamError};
-use crate::items::CacheKey;
+use super::{CacheError, Entry};
+use crate::key::CacheKey;
+use crate::upstream::UpstreamError;
 
 /// What a fetch produced: the response (any status) and whether it was stored.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl Drop for Ticket {
 
 impl Ticket {
     /// Wait for the fetch's result, at most `timeout`.
-    pub async fn wait(&self, timeout: Duration) -> Result<FlightResult, GatewayError> {
+    pub async fn wait(&self, timeout: Duration) -> Result<FlightResult, CacheError> {
         let mut rx = self.flight.result.clone();
         let waited = tokio::time::timeout(timeout, async {
             match rx.wait_for(Option::is_some).await {
@@ -73,7 +73,7 @@ impl Ticket {
         })
         .await;
         match waited {
-            Err(_) => Err(GatewayError::WaitTimeout(timeout)),
+            Err(_) => Err(CacheError::WaitTimeout(timeout)),
             // The sender went away without a result: the fill task died.
             Ok(None) => Ok(Err(Arc::new(UpstreamError::Abandoned))),
             Ok(Some(result)) => Ok(result),
@@ -113,6 +113,7 @@ impl Flights {
             .len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -135,7 +136,7 @@ impl Flights {
         key: &CacheKey,
         max_waiters: usize,
         fetch: F,
-    ) -> Result<Ticket, GatewayError>
+    ) -> Result<Ticket, CacheError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = FlightResult> + Send + 'static,
@@ -144,7 +145,7 @@ impl Flights {
         if let Some(flight) = map.get(key) {
             if flight.waiters.fetch_add(1, Ordering::AcqRel) >= max_waiters {
                 flight.waiters.fetch_sub(1, Ordering::AcqRel);
-                return Err(GatewayError::TooManyWaiters);
+                return Err(CacheError::TooManyWaiters);
             }
             return Ok(Ticket {
                 flight: flight.clone(),
@@ -181,31 +182,20 @@ impl Flights {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::items::{canonicalize, FingerprintKey};
-    use bytes::Bytes;
-    use http::{HeaderMap, HeaderValue, StatusCode};
+    use crate::key::FingerprintKey;
+    use http::{HeaderMap, HeaderValue};
     use std::sync::atomic::AtomicUsize;
 
     fn key(q: &str) -> CacheKey {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         let cred = FingerprintKey::random().credential(&h).expect("cred");
-        CacheKey::new(&cred, "job", &canonicalize(Some(q)).expect("q"), &[], &h)
+        CacheKey::new(&cred, "job", q, &[], &h)
     }
 
     fn outcome() -> FlightResult {
         Ok(FlightOutcome {
-            entry: Arc::new(Entry {
-                status: StatusCode::OK,
-                headers: Box::new([]),
-                body: Bytes::from_static(b"x"),
-                etag: Entry::etag_of(b"x"),
-                gzip: None,
-                job: Arc::from("job"),
-                fetched_at: tokio::time::Instant::now(),
-                fresh_for: Duration::from_secs(1),
-                retain_for: Duration::from_secs(1),
-            }),
+            entry: Arc::new(Entry::for_tests(b"x", false)),
             stored: true,
         })
     }
@@ -235,7 +225,7 @@ mod tests {
         }
         assert!(matches!(
             flights.join_or_start(&k, 10, || async { unreachable!() }),
-            Err(GatewayError::TooManyWaiters)
+            Err(CacheError::TooManyWaiters)
         ));
         // The leader's client goes away: the fetch goes on.
         drop(leader);

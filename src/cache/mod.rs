@@ -1,79 +1,66 @@
-//! The response cache: the one interface the rest of pollgate uses to store and find pages.
+//! The response cache: storing, finding, purging and coalescing, behind one interface.
 //!
-//! [`ResponseCache`] is the seam where tiers plug in. Today it has one tier, a
-//! moka future cache bounded in bytes (a weigher) whose per-entry expiry keeps
-//! entries for their stale windows; freshness itself is decided from the
-//! entry's own timestamps, so a TTL, a terminal-job TTL and stale serving all
-//! fit one store. A shared Redis tier for fleets of gateways becomes a second
-//! field here, consulted on a local miss and filled on store, without any
-//! caller changing.
-//!
-//! Purges use a generation counter as well as moka's predicates, so a fetch
-//! that started before a purge can never store a page from before it.
+//! The request flow sees only [`Cache`]: `get`, `store_if_current`, the
+//! purges, and `join_or_start` a fill. How pages are kept (a moka tier bounded
+//! in bytes, [`memory`]), how concurrent fills of one key become one
+//! ([`flight`]), and how a purge stops an older fill from storing (a
+//! generation, captured in a [`Fence`]) stay in here, so a second tier shared
+//! by a fleet of gateways is a second implementation behind this facade,
+//! not an edit in the flow. Freshness rules live in [`policy`].
 
 pub mod entry;
-pub mod flight;
+mod flight;
+mod memory;
+pub mod policy;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
-use moka::Expiry;
+pub use entry::{Compressed, Entry};
+pub use flight::{FlightOutcome, FlightResult, Role, Ticket};
+pub use memory::Usage;
+pub use policy::{Freshness, Policy, Staleness};
 
-pub use entry::{Compressed, Entry, Freshness};
-pub use flight::{FlightOutcome, FlightResult, Flights, Role};
+use crate::config::CacheConfig;
+use crate::key::CacheKey;
+use flight::Flights;
+use memory::Memory;
 
-use crate::items::CacheKey;
-
-/// Keeps each entry for its own retention (TTL plus stale windows), re-armed on replace.
-struct RetainFor;
-
-impl Expiry<CacheKey, Arc<Entry>> for RetainFor {
-    fn expire_after_create(
-        &self,
-        _key: &CacheKey,
-        value: &Arc<Entry>,
-        _now: StdInstant,
-    ) -> Option<Duration> {
-        Some(value.retain_for)
-    }
-
-    fn expire_after_update(
-        &self,
-        _key: &CacheKey,
-        value: &Arc<Entry>,
-        _now: StdInstant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        Some(value.retain_for)
-    }
+/// Why the cache could not give a request what it asked for.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CacheError {
+    #[error("still waiting for the upstream after {0:?}")]
+    WaitTimeout(Duration),
+    #[error("too many clients waiting on one fetch")]
+    TooManyWaiters,
 }
 
-/// Size of the cache, for metrics and the admin listener.
+/// Taken when a fill starts; storing with a fence from before a purge is refused,
+/// so a page fetched before a purge can never be stored after it.
 #[derive(Debug, Clone, Copy)]
-pub struct Usage {
-    pub entries: u64,
-    pub bytes: u64,
+pub struct Fence {
+    generation: u64,
 }
 
-pub struct ResponseCache {
-    memory: moka::future::Cache<CacheKey, Arc<Entry>>,
-    /// Bumped by every purge; a fetch stores only if it is unchanged since the fetch began.
-    generation: AtomicU64,
+pub struct Cache {
+    memory: Memory,
+    flights: Arc<Flights>,
+    policy: Policy,
 }
 
-impl ResponseCache {
-    pub fn new(capacity_bytes: u64) -> Self {
-        let memory = moka::future::Cache::builder()
-            .max_capacity(capacity_bytes)
-            .weigher(|key: &CacheKey, entry: &Arc<Entry>| entry.weight(key.as_str().len()))
-            .expire_after(RetainFor)
-            .support_invalidation_closures()
-            .build();
-        ResponseCache {
-            memory,
-            generation: AtomicU64::new(0),
+impl Cache {
+    pub fn new(config: &CacheConfig) -> Self {
+        Cache {
+            memory: Memory::new(config.capacity_bytes),
+            flights: Arc::new(Flights::default()),
+            policy: Policy::new(config),
         }
+    }
+
+    /// The freshness rules entries are judged by.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The entry under `key`, fresh or stale, if it is still retained.
@@ -81,57 +68,110 @@ impl ResponseCache {
         self.memory.get(key).await
     }
 
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
+    /// Taken by a fill when it starts (see [`Fence`]).
+    pub fn fence(&self) -> Fence {
+        Fence {
+            generation: self.memory.generation(),
+        }
     }
 
-    /// Store `entry` unless a purge happened since `generation` was read. Returns whether it stays stored.
-    pub async fn insert_if_current(
+    /// Store `entry` unless a purge happened since `fence` was taken. Returns whether it stays stored.
+    pub async fn store_if_current(&self, key: CacheKey, entry: Arc<Entry>, fence: Fence) -> bool {
+        let retain_for = self.policy.retain_for(entry.terminal);
+        self.memory
+            .insert_if_current(key, entry, retain_for, fence.generation)
+            .await
+    }
+
+    /// Forget every credential's pages of `job`, and refuse stores of fills that started before.
+    pub async fn purge_job(&self, job: &str) {
+        self.memory.purge_job(job);
+    }
+
+    /// Forget every page, and refuse stores of fills that started before.
+    pub async fn purge_all(&self) {
+        self.memory.purge_all();
+    }
+
+    /// Join the fill of `key`, or start one by spawning `fetch()` in its own task.
+    ///
+    /// `fetch` stores its result itself (through [`store_if_current`](Self::store_if_current))
+    /// before returning, so a request arriving after the fill lands finds the page.
+    /// At most `max_waiters` wait on one fill; past that, [`CacheError::TooManyWaiters`].
+    pub fn join_or_start<F, Fut>(
         &self,
-        key: CacheKey,
-        entry: Arc<Entry>,
-        generation: u64,
-    ) -> bool {
-        if self.generation() != generation {
-            return false;
-        }
-        self.memory.insert(key.clone(), entry).await;
-        // A purge that raced the insert must win: drop what we just stored.
-        if self.generation() != generation {
-            self.memory.invalidate(&key).await;
-            return false;
-        }
-        true
+        key: &CacheKey,
+        max_waiters: usize,
+        fetch: F,
+    ) -> Result<Ticket, CacheError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = FlightResult> + Send + 'static,
+    {
+        self.flights.join_or_start(key, max_waiters, fetch)
     }
 
-    /// Forget every credential's pages of `job`.
-    pub fn purge_job(&self, job: &str) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let job: Arc<str> = Arc::from(job);
-        if let Err(e) = self
-            .memory
-            .invalidate_entries_if(move |_key, entry| entry.job == job)
-        {
-            // Only fails when closures are not enabled at build time, which they are.
-            tracing::error!(error = %e, "job purge failed; purging everything instead");
-            self.memory.invalidate_all();
-        }
+    /// Is a fill of `key` running now?
+    pub fn is_filling(&self, key: &CacheKey) -> bool {
+        self.flights.contains(key)
     }
 
-    pub fn purge_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.memory.invalidate_all();
+    /// Fills running now.
+    pub fn fills_in_flight(&self) -> usize {
+        self.flights.len()
     }
 
-    pub fn usage(&self) -> Usage {
-        Usage {
-            entries: self.memory.entry_count(),
-            bytes: self.memory.weighted_size(),
-        }
+    pub async fn usage(&self) -> Usage {
+        self.memory.usage().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::key::FingerprintKey;
+    use http::{HeaderMap, HeaderValue};
+
+    fn key(job: &str) -> CacheKey {
+        let mut h = HeaderMap::new();
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        let cred = FingerprintKey::random().credential(&h).expect("cred");
+        CacheKey::new(&cred, job, "limit=1", &[], &h)
     }
 
-    /// Let moka apply pending evictions (its counts are eventually consistent).
-    pub async fn sync(&self) {
-        self.memory.run_pending_tasks().await;
+    fn entry(job: &str) -> Arc<Entry> {
+        let mut e = Entry::for_tests(b"page", false);
+        e.job = Arc::from(job);
+        Arc::new(e)
+    }
+
+    #[tokio::test]
+    async fn a_fill_from_before_a_purge_cannot_store() {
+        let cache = Cache::new(&Config::default().cache);
+        let (a, b) = (key("a"), key("b"));
+        let before = cache.fence();
+        assert!(cache.store_if_current(a.clone(), entry("a"), before).await);
+        cache.purge_job("a").await;
+        assert!(cache.get(&a).await.is_none(), "purged");
+        assert!(
+            !cache.store_if_current(a.clone(), entry("a"), before).await,
+            "the old fence is refused"
+        );
+        assert!(
+            cache
+                .store_if_current(b.clone(), entry("b"), cache.fence())
+                .await
+        );
+        let fence = cache.fence();
+        cache.purge_all().await;
+        assert!(cache.get(&b).await.is_none());
+        assert!(!cache.store_if_current(b.clone(), entry("b"), fence).await);
+        assert!(
+            cache
+                .store_if_current(b.clone(), entry("b"), cache.fence())
+                .await
+        );
+        assert!(cache.get(&b).await.is_some());
     }
 }

@@ -3,12 +3,10 @@
 //! `GET /api/v1/beta/batch-processing/{job_id}/items` is the one route pollgate
 //! caches. This module decides whether a request is that route ([`match_items_path`]),
 //! validates and canonicalizes its query the way the API would ([`query`]), and
-//! builds the tenant-safe cache key ([`key`]).
+//! hands the canonical query to the flow, which keys it by credential ([`crate::key`]).
 
-pub mod key;
 pub mod query;
 
-pub use key::{CacheKey, Credential, FingerprintKey};
 pub use query::{canonicalize, CanonicalQuery, FieldError, QueryRejection};
 
 /// Prefix shared by every batch-processing route.

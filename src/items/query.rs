@@ -38,6 +38,9 @@ impl CanonicalQuery {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    pub fn into_string(self) -> String {
+        self.0
+    }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

@@ -1,30 +1,37 @@
-//! The cache fill: one upstream fetch of an item page, run detached from any client.
+//! The cache fill: one upstream fetch of a page, run detached from any client.
 //!
-//! A fill owns everything it needs (key, credential, headers, purge
-//! generation), so it runs in its own task and outlives the request that
-//! started it. It reads the whole body within the request timeout, learns
-//! from the status (429 → back-off), stores a 200 that fits, and returns the
-//! response, stored or not, to every waiter.
+//! A fill owns everything it needs (key, credential, headers, purge fence), so
+//! it runs in its own task and outlives the request that started it. Its
+//! steps are named: [`send`] the request, [`read_within_deadline`] the whole
+//! body, [`classify`] the answer (and learn from it: 429 → back-off),
+//! [`build_entry`], then store a page worth keeping. The response, stored or
+//! not, goes to every waiter.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::response;
 use http::{Method, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
 use tokio::time::Instant;
 
 use super::State;
 use crate::body::empty_request;
-use crate::cache::{Compressed, Entry, FlightOutcome, FlightResult};
-use crate::error::UpstreamError;
-use crate::items::key::session_cookie;
-use crate::items::{CacheKey, CanonicalQuery, Credential, BATCH_PREFIX};
+use crate::cache::{Compressed, Entry, Fence, FlightOutcome, FlightResult};
+use crate::error::Chain;
+use crate::items::BATCH_PREFIX;
+use crate::key::{session_cookie, CacheKey, Credential};
 use crate::shield::ProbeGuard;
-use crate::upstream::{error_chain, strip_hop_by_hop};
+use crate::upstream::{strip_hop_by_hop, Sent, UpstreamError};
 
 /// Bodies above this are refused outright (an item page is at most 1000 items, well below).
 pub const MAX_FILL_BODY: usize = 64 * 1024 * 1024;
+
+/// Pages at least this large are also kept gzip-compressed. Smaller ones gain
+/// little on the wire and would cost more memory per entry than they save.
+pub const GZIP_MIN_BYTES: usize = 16 * 1024;
 
 /// Response headers kept with a stored entry; the rest are per-exchange.
 const STORED_HEADERS: [HeaderName; 3] =
@@ -37,11 +44,12 @@ pub struct Fill {
     pub key: CacheKey,
     pub credential: Credential,
     pub job: Arc<str>,
-    pub query: CanonicalQuery,
+    /// The canonical query: exactly what the key describes, sent as is.
+    pub query: String,
     /// Exactly what the key describes: credential, vary headers, fixed `Accept*`.
     pub headers: HeaderMap,
-    /// Cache generation when the request arrived; a purge since then blocks the store.
-    pub generation: u64,
+    /// Taken when the request arrived; a purge since then blocks the store.
+    pub fence: Fence,
 }
 
 impl Fill {
@@ -50,12 +58,12 @@ impl Fill {
         key: CacheKey,
         credential: Credential,
         job: &str,
-        query: CanonicalQuery,
+        query: String,
         client: &HeaderMap,
     ) -> Fill {
         Fill {
             headers: upstream_headers(state, client),
-            generation: state.cache.generation(),
+            fence: state.cache.fence(),
             job: Arc::from(job),
             key,
             credential,
@@ -94,45 +102,99 @@ fn upstream_headers(state: &State, client: &HeaderMap) -> HeaderMap {
     h
 }
 
-/// Run one fill to the end. Meant to be spawned (see [`crate::cache::Flights`]).
+/// Run one fill to the end. Meant to be spawned (see [`crate::cache::Cache::join_or_start`]).
 pub async fn run(state: Arc<State>, fill: Fill, probe: Option<ProbeGuard>) -> FlightResult {
     let result = fetch(&state, &fill).await;
     if let Err(e) = &result {
-        tracing::warn!(credential = %fill.credential, job = %fill.job, error = %e, "cache fill failed");
+        tracing::warn!(credential = %fill.credential, job = %fill.job, error = %Chain(e), "cache fill failed");
     }
     // The probe (if any) ends here, verdict recorded or not.
     drop(probe);
     result.map_err(Arc::new)
 }
 
-async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, UpstreamError> {
+async fn fetch(state: &State, fill: &Fill) -> Result<FlightOutcome, UpstreamError> {
+    let sent = send(state, fill).await?;
+    let (parts, body) = read_within_deadline(state, sent).await?;
+    // Age counts from the moment the upstream's answer was complete.
+    let fetched = (Instant::now(), SystemTime::now());
+    let answer = classify(&parts);
+    learn(state, fill, &parts);
+    let storable = answer == Answer::Page && body.len() <= state.config.cache.max_entry_bytes;
+    let entry = Arc::new(build_entry(state, fill, parts, body, answer, storable, fetched).await);
+    let stored = storable
+        && state
+            .cache
+            .store_if_current(fill.key.clone(), entry.clone(), fill.fence)
+            .await;
+    Ok(FlightOutcome { entry, stored })
+}
+
+/// Step 1: send the request (bounded by the upstream's concurrency limit and timeout).
+async fn send(state: &State, fill: &Fill) -> Result<Sent, UpstreamError> {
     let mut path = String::with_capacity(BATCH_PREFIX.len() + fill.job.len() + 6);
     path.push_str(BATCH_PREFIX);
     path.push_str(&fill.job);
     path.push_str("/items");
-    let uri = state.upstream.uri(&path, Some(fill.query.as_str()))?;
+    let uri = state.upstream.uri(&path, Some(&fill.query))?;
     let mut req = Request::new(empty_request());
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;
     *req.version_mut() = Version::HTTP_11;
     *req.headers_mut() = fill.headers.clone();
+    state.upstream.send(req).await
+}
 
-    let sent = state.upstream.send(req).await?;
-    let deadline = sent.started + state.upstream.request_timeout();
+/// Step 2: read the whole body before the exchange's deadline.
+async fn read_within_deadline(
+    state: &State,
+    sent: Sent,
+) -> Result<(response::Parts, Bytes), UpstreamError> {
+    let timeout = state.upstream.request_timeout();
+    let deadline = sent.started + timeout;
     let (parts, body) = sent.response.into_parts();
-    let body = match tokio::time::timeout_at(deadline, Limited::new(body, MAX_FILL_BODY).collect())
+    let collected = tokio::time::timeout_at(deadline, Limited::new(body, MAX_FILL_BODY).collect())
         .await
-    {
-        Err(_) => return Err(UpstreamError::Timeout(state.upstream.request_timeout())),
-        Ok(Err(e)) => return Err(UpstreamError::Broken(error_chain(e.as_ref()))),
-        // Copied into an allocation of exactly its size: a body that arrived in one read
-        // may be a slice of hyper's larger read buffer, which storing would keep alive.
-        Ok(Ok(collected)) => Bytes::copy_from_slice(&collected.to_bytes()),
-    };
+        .map_err(|_| UpstreamError::Timeout(timeout))?
+        .map_err(|e| UpstreamError::Broken(Arc::from(e)))?;
+    // The exchange is over: it no longer counts against the concurrency limit.
     drop(sent.permit);
-    // Age counts from the moment the upstream's answer was complete.
-    let fetched_at = Instant::now();
+    // Copied into an allocation of exactly its size: a body that arrived in one read
+    // may be a slice of hyper's larger read buffer, which storing would keep alive.
+    Ok((parts, Bytes::copy_from_slice(&collected.to_bytes())))
+}
 
+/// What kind of answer the upstream gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A 200 in identity encoding: a page worth storing.
+    Page,
+    /// A 200 the upstream encoded despite `identity`: relayed with its
+    /// `Content-Encoding`, never stored, so no client gets bytes it cannot decode.
+    EncodedPage,
+    /// Any other status: relayed to this fill's waiters, never stored. (Whether
+    /// it is a rate limit is the shield's call: see [`learn`].)
+    Other,
+}
+
+/// Step 3: classify the answer.
+fn classify(parts: &response::Parts) -> Answer {
+    if parts.status != StatusCode::OK {
+        return Answer::Other;
+    }
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        Answer::EncodedPage
+    } else {
+        Answer::Page
+    }
+}
+
+/// Learn from the answer: a rate limit starts the credential's back-off, any other ends it.
+fn learn(state: &State, fill: &Fill, parts: &response::Parts) {
     if parts.status == StatusCode::TOO_MANY_REQUESTS {
         state.metrics.upstream_429.inc();
     }
@@ -143,53 +205,36 @@ async fn fetch(state: &Arc<State>, fill: &Fill) -> Result<FlightOutcome, Upstrea
         state.metrics.backoffs_started.inc();
         tracing::warn!(credential = %fill.credential, status = parts.status.as_u16(), backoff_ms = wait.as_millis() as u64, "upstream rate limit: backing off");
     }
+}
 
-    // Fills ask for `identity`; an upstream that encodes anyway is relayed with its
-    // `Content-Encoding` and never stored, so no client gets bytes it cannot decode.
-    let encoded = parts
-        .headers
-        .get(header::CONTENT_ENCODING)
-        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let ok = parts.status == StatusCode::OK && !encoded;
-    let fresh_for = if state.jobs.is_terminal(&fill.job) {
-        state.config.cache.terminal_ttl.max(state.config.cache.ttl)
-    } else {
-        state.config.cache.ttl
-    };
-    let stale_window = state
-        .config
-        .cache
-        .stale_while_revalidate
-        .max(state.config.cache.stale_if_error);
+/// Step 4: the entry every waiter gets (and the cache keeps, when `storable`).
+async fn build_entry(
+    state: &State,
+    fill: &Fill,
+    parts: response::Parts,
+    body: Bytes,
+    answer: Answer,
+    storable: bool,
+    (fetched_at, fetched_wall): (Instant, SystemTime),
+) -> Entry {
     let etag = Entry::etag_of(&body);
-    let storable = ok && body.len() <= state.config.cache.max_entry_bytes;
     let gzip = if storable && body.len() >= GZIP_MIN_BYTES {
         compress(body.clone()).await
     } else {
         None
     };
-    let entry = Arc::new(Entry {
+    Entry {
         status: parts.status,
-        headers: entry_headers(parts.headers, ok),
+        headers: entry_headers(parts.headers, answer == Answer::Page),
         etag,
         gzip,
         body,
         job: fill.job.clone(),
         fetched_at,
-        fresh_for,
-        retain_for: fresh_for + stale_window,
-    });
-    let stored = storable
-        && state
-            .cache
-            .insert_if_current(fill.key.clone(), entry.clone(), fill.generation)
-            .await;
-    Ok(FlightOutcome { entry, stored })
+        fetched_wall,
+        terminal: state.jobs.is_terminal(&fill.job),
+    }
 }
-
-/// Pages at least this large are also kept gzip-compressed. Smaller ones gain
-/// little on the wire and would cost more memory per entry than they save.
-pub const GZIP_MIN_BYTES: usize = 16 * 1024;
 
 /// Gzip a body once, off the async workers (a 1000-item page takes milliseconds).
 /// `None` when compression fails or does not save at least a tenth.
@@ -213,12 +258,12 @@ async fn compress(body: Bytes) -> Option<Box<Compressed>> {
     task.await.ok().flatten()
 }
 
-/// Headers sent with every copy of a fetched response. A 200 keeps only
-/// representation headers (its `ETag` lives in the entry); other statuses are
+/// Headers sent with every copy of a fetched response. A page keeps only
+/// representation headers (its `ETag` lives in the entry); other answers are
 /// relayed with every end-to-end header (they are shared only within one
 /// credential's flight).
-fn entry_headers(mut upstream: HeaderMap, stored: bool) -> Box<[(HeaderName, HeaderValue)]> {
-    if stored {
+fn entry_headers(mut upstream: HeaderMap, page: bool) -> Box<[(HeaderName, HeaderValue)]> {
+    if page {
         STORED_HEADERS
             .iter()
             .filter_map(|name| {

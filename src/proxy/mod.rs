@@ -1,48 +1,52 @@
 //! The flow of one request: route, then cache or passthrough, then log.
 //!
-//! [`Gateway`] owns the shared state (config, upstream client, cache, in-flight
-//! fetches, shield, metrics). [`Gateway::handle`] is the whole request path;
-//! it needs no socket, so benches and tests can drive it directly.
-//! - [`items`]: the cacheable item-list route (hit, stale, coalesced miss, long-poll);
+//! [`Gateway`] owns the shared state (config, upstream client, cache, shield,
+//! metrics). [`Gateway::handle`] is the whole request path; it is generic over
+//! the request body and takes the connection's [`ConnInfo`], so benches and
+//! tests can drive it without a socket.
+//! - [`cached`]: the cacheable route (hit, stale, coalesced miss, long-poll);
 //! - [`fill`]: the detached fetch that fills the cache;
 //! - [`passthrough`]: everything else, streamed both ways;
-//! - [`respond`]: turning entries into responses with `Cache-Status`.
+//! - [`respond`]: turning entries and outcomes into responses.
 
-pub mod fill;
-pub mod items;
-pub mod passthrough;
-pub mod respond;
+mod cached;
+mod fill;
+mod passthrough;
+mod respond;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
-use tokio::sync::watch;
+use hyper::body::Body;
 use tokio::time::Instant;
 
-use crate::body::ResponseBody;
-use crate::cache::{Flights, ResponseCache};
+use crate::admin::{Control, Readiness};
+use crate::body::{BoxError, ResponseBody};
+use crate::cache::Cache;
 use crate::config::Config;
-use crate::items::{match_items_path, FingerprintKey};
+use crate::conn::ConnInfo;
+use crate::items::match_items_path;
 use crate::jobs::JobTracker;
-use crate::metrics::{Metrics, Outcome};
+use crate::key::FingerprintKey;
+use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::shield::Shield;
+use crate::shutdown::Shutdown;
 use crate::upstream::{TlsSetupError, Upstream};
 
 /// Everything a request needs, shared by all connections.
-pub struct State {
-    pub config: Config,
-    pub upstream: Upstream,
-    pub cache: ResponseCache,
-    pub flights: Arc<Flights>,
-    pub shield: Arc<Shield>,
-    pub jobs: JobTracker,
-    pub metrics: Arc<Metrics>,
-    pub fingerprints: FingerprintKey,
-    /// Flips to `true` when shutdown begins, so held long-polls answer at once.
-    pub draining: watch::Sender<bool>,
+struct State {
+    config: Config,
+    upstream: Upstream,
+    cache: Cache,
+    shield: Arc<Shield>,
+    jobs: JobTracker,
+    metrics: Arc<Metrics>,
+    fingerprints: FingerprintKey,
+    /// Triggered when shutdown begins, so held long-polls answer at once.
+    shutdown: Shutdown,
 }
 
 /// The gateway: cheap to clone, one per process.
@@ -52,19 +56,25 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    pub fn new(config: Config) -> Result<Self, TlsSetupError> {
+    /// A gateway for `config`, fingerprinting credentials with `fingerprints`
+    /// (random per process unless a fleet shares one), answering held requests
+    /// at once when `shutdown` triggers.
+    pub fn new(
+        config: Config,
+        fingerprints: FingerprintKey,
+        shutdown: Shutdown,
+    ) -> Result<Self, TlsSetupError> {
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let state = State {
-            cache: ResponseCache::new(config.cache.capacity_bytes),
-            flights: Arc::new(Flights::default()),
+            cache: Cache::new(&config.cache),
             shield: Arc::new(Shield::new(
                 config.backoff.clone(),
                 config.upstream.max_requests_per_second,
             )),
             jobs: JobTracker::default(),
-            fingerprints: FingerprintKey::random(),
-            draining: watch::Sender::new(false),
+            fingerprints,
+            shutdown,
             upstream,
             metrics,
             config,
@@ -74,36 +84,32 @@ impl Gateway {
         })
     }
 
-    pub fn state(&self) -> &Arc<State> {
-        &self.state
-    }
-
-    /// Tell held requests that the server is shutting down.
-    pub fn begin_drain(&self) {
-        self.state.draining.send_replace(true);
-    }
-
     /// Serve one client request.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ResponseBody> {
+    pub async fn handle<B>(&self, req: Request<B>, conn: ConnInfo) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // Timed only when an access line will be written.
         let started = self.state.config.log.access_log.then(Instant::now);
         let (parts, body) = req.into_parts();
         if let Some(job) = items_job(&parts) {
-            let (response, outcome) = items::serve(&self.state, &parts, job, Some(peer)).await;
+            let (response, outcome) = cached::serve(&self.state, &parts, job, conn).await;
             self.access_log(&parts.method, &parts.uri, &response, outcome, started);
             return response;
         }
         self.state.metrics.passthrough_request();
         let (method, uri) = (parts.method.clone(), parts.uri.clone());
-        let response = passthrough::forward(&self.state, parts, body, peer).await;
+        let response = passthrough::forward(&self.state, parts, body, conn).await;
         self.access_log(&method, &uri, &response, Outcome::Passthrough, started);
         response
     }
 
-    /// Serve a request of the item-list route (no body is read). Public for benches.
+    /// Serve a request of the cacheable route (no body is read), with how it
+    /// was answered. `None` when the request is not for that route. For benches.
     pub async fn handle_items(&self, parts: &Parts) -> Option<(Response<ResponseBody>, Outcome)> {
         let job = items_job(parts)?;
-        Some(items::serve(&self.state, parts, job, None).await)
+        Some(cached::serve(&self.state, parts, job, ConnInfo::local()).await)
     }
 
     fn access_log(
@@ -123,15 +129,60 @@ impl Gateway {
             method = %method,
             path = uri.path(),
             status = res.status().as_u16(),
-            cache = outcome.as_str(),
+            cache = outcome.result().as_str(),
             latency_us = started.elapsed().as_micros() as u64,
         );
     }
 }
 
+/// The admin API's narrow view of the gateway.
+impl Control for Gateway {
+    async fn purge_all(&self) {
+        self.state.cache.purge_all().await;
+        self.state.metrics.purges.inc();
+    }
+
+    async fn purge_job(&self, job: &str) {
+        self.state.cache.purge_job(job).await;
+        self.state.metrics.purges.inc();
+    }
+
+    fn readiness(&self) -> Readiness {
+        let draining = self.state.shutdown.is_triggered();
+        Readiness {
+            ready: !draining,
+            body: serde_json::json!({ "status": if draining { "draining" } else { "ready" } }),
+        }
+    }
+
+    async fn metrics_text(&self) -> String {
+        // State gauges are read at scrape time, not maintained per request.
+        let state = &self.state;
+        let usage = state.cache.usage().await;
+        let m = &state.metrics;
+        m.cache_entries
+            .set(i64::try_from(usage.entries).unwrap_or(i64::MAX));
+        m.cache_bytes
+            .set(i64::try_from(usage.bytes).unwrap_or(i64::MAX));
+        m.fetches_in_flight
+            .set(i64::try_from(state.cache.fills_in_flight()).unwrap_or(i64::MAX));
+        m.upstream_in_flight.set(
+            i64::try_from(
+                state
+                    .upstream
+                    .in_flight(state.config.upstream.max_concurrent),
+            )
+            .unwrap_or(i64::MAX),
+        );
+        m.backoffs_active
+            .set(i64::try_from(state.shield.active()).unwrap_or(i64::MAX));
+        m.encode()
+    }
+}
+
 /// The job id when the request is a cacheable item-list request (GET or HEAD).
 fn items_job(parts: &Parts) -> Option<&str> {
-    if !items::cacheable_method(&parts.method) {
+    if !cached::cacheable_method(&parts.method) {
         return None;
     }
     match_items_path(parts.uri.path())

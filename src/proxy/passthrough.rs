@@ -11,20 +11,22 @@
 //! include writes (cancel) that must not be silently delayed, and the upstream
 //! answers them itself. Their 429s do extend the back-off of cacheable reads.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Either, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::{Body, Incoming};
 
 use super::State;
-use crate::body::{empty_request, full, streamed, ResponseBody, UpstreamBody};
-use crate::error::{GatewayError, UpstreamError};
-use crate::items::{job_of_path, match_job_status_path, Credential};
-use crate::upstream::{error_chain, strip_hop_by_hop};
+use crate::body::{empty_request, full, relayed, streamed, BoxError, ResponseBody, UpstreamBody};
+use crate::conn::ConnInfo;
+use crate::error::{Chain, GatewayError};
+use crate::items::{job_of_path, match_job_status_path};
+use crate::key::Credential;
+use crate::upstream::{strip_hop_by_hop, UpstreamError};
 
 /// Job-status bodies larger than this are not inspected (they are a few hundred bytes).
 const MAX_STATUS_BODY: usize = 1024 * 1024;
@@ -34,34 +36,38 @@ static X_FORWARDED_PROTO: header::HeaderName = header::HeaderName::from_static("
 static X_FORWARDED_HOST: header::HeaderName = header::HeaderName::from_static("x-forwarded-host");
 
 /// Relay a request with its body.
-pub async fn forward(
+pub async fn forward<B>(
     state: &Arc<State>,
     parts: Parts,
-    body: Incoming,
-    peer: SocketAddr,
-) -> Response<ResponseBody> {
-    relay(state, parts, Either::Left(body), Some(peer)).await
+    body: B,
+    conn: ConnInfo,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    relay(state, parts, relayed(body), conn).await
 }
 
 /// Relay a body-less request we only hold by reference (anonymous item lists).
 pub async fn forward_without_body(
     state: &Arc<State>,
     parts: &Parts,
-    peer: Option<SocketAddr>,
+    conn: ConnInfo,
 ) -> Response<ResponseBody> {
-    relay(state, parts.clone(), empty_request(), peer).await
+    relay(state, parts.clone(), empty_request(), conn).await
 }
 
 async fn relay(
     state: &Arc<State>,
     parts: Parts,
     body: UpstreamBody,
-    peer: Option<SocketAddr>,
+    conn: ConnInfo,
 ) -> Response<ResponseBody> {
     let path = parts.uri.path().to_owned();
     let method = parts.method.clone();
     let credential = state.fingerprints.credential(&parts.headers);
-    match exchange(state, parts, body, peer).await {
+    match exchange(state, parts, body, conn).await {
         Ok(res) => {
             if let Some(credential) = &credential {
                 learn_rate_limit(state, credential, &res);
@@ -69,7 +75,8 @@ async fn relay(
             after_response(state, &method, &path, res).await
         }
         Err(e) => {
-            tracing::warn!(method = %method, path = %path, error = %e, "passthrough failed");
+            let credential = credential.map(|c| c.to_string());
+            tracing::warn!(method = %method, path = %path, credential = credential.as_deref().unwrap_or("none"), error = %Chain(&e), "passthrough failed");
             GatewayError::Upstream(e).into_response()
         }
     }
@@ -79,7 +86,7 @@ async fn exchange(
     state: &Arc<State>,
     parts: Parts,
     body: UpstreamBody,
-    peer: Option<SocketAddr>,
+    conn: ConnInfo,
 ) -> Result<Response<Incoming>, UpstreamError> {
     let uri = state.upstream.uri(parts.uri.path(), parts.uri.query())?;
     let mut headers = parts.headers;
@@ -90,7 +97,7 @@ async fn exchange(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     strip_hop_by_hop(&mut headers);
-    add_forwarded(&mut headers, peer, original_host);
+    add_forwarded(&mut headers, conn, original_host);
 
     let mut req = Request::new(body);
     *req.method_mut() = parts.method;
@@ -103,8 +110,8 @@ async fn exchange(
     Ok(sent.response)
 }
 
-fn add_forwarded(headers: &mut HeaderMap, peer: Option<SocketAddr>, host: Option<HeaderValue>) {
-    if let Some(peer) = peer {
+fn add_forwarded(headers: &mut HeaderMap, conn: ConnInfo, host: Option<HeaderValue>) {
+    if let Some(peer) = conn.peer {
         let ip = peer.ip().to_string();
         let value = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prior) => format!("{prior}, {ip}"),
@@ -114,7 +121,10 @@ fn add_forwarded(headers: &mut HeaderMap, peer: Option<SocketAddr>, host: Option
             headers.insert(X_FORWARDED_FOR.clone(), v);
         }
     }
-    headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
+    headers.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(conn.scheme.as_str()),
+    );
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST.clone(), host);
     }
@@ -154,7 +164,7 @@ async fn after_response(
         if let Some(job) = job_of_path(path) {
             tracing::info!(job, method = %method, "write passed through: purging the job's pages");
             state.metrics.purges.inc();
-            state.cache.purge_job(job);
+            state.cache.purge_job(job).await;
         }
     }
     if status == StatusCode::OK && *method == Method::GET {
@@ -168,8 +178,11 @@ async fn after_response(
                     }
                     Response::from_parts(parts, full(bytes))
                 }
-                Err(e) => GatewayError::Upstream(UpstreamError::Broken(error_chain(e.as_ref())))
-                    .into_response(),
+                Err(e) => {
+                    let e = UpstreamError::Broken(Arc::from(e));
+                    tracing::warn!(path, error = %Chain(&e), "job status body failed");
+                    GatewayError::Upstream(e).into_response()
+                }
             };
         }
     }

@@ -1,12 +1,9 @@
-//! Responses built from entries, and the RFC 9211 `Cache-Status` they carry.
+//! Responses built from entries and outcomes, with the RFC 9211 `Cache-Status` they carry.
 //!
-//! Every response of the item-list route says how it was produced, in one
-//! header: `pollgate; hit; ttl=N`, `pollgate; fwd=miss; stored`,
-//! `pollgate; fwd=miss; collapsed`, `pollgate; fwd=bypass`, and the stale
-//! forms (`ttl=-N; detail=...`). Hits also carry `Age`.
+//! Every response of a cacheable route says how it was produced, in one
+//! header derived from its [`Outcome`] (see [`crate::outcome`]). Hits also
+//! carry `Age`.
 
-use std::fmt::Write;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,147 +13,13 @@ use http::{Response, StatusCode};
 use crate::body::{full, ResponseBody};
 use crate::cache::Entry;
 use crate::error::GatewayError;
+use crate::outcome::{seconds_header, Outcome};
 
 pub static CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
 
-/// How the response was produced, as `Cache-Status` tells it.
-#[derive(Debug, Clone, Copy)]
-pub enum Status {
-    /// Fresh hit with this much freshness left.
-    Hit(Duration),
-    /// Stale entry served; why, and by how much it is past its TTL.
-    Stale { by: Duration, why: StaleWhy },
-    /// This request's fetch; stored or not, with the upstream status when not 200.
-    Miss { stored: bool, upstream: StatusCode },
-    /// Joined another request's fetch.
-    Collapsed { upstream: StatusCode },
-    /// Not cached: no credential.
-    Bypass,
-    /// Rejected at the edge (422).
-    Rejected,
-    /// 429 from pollgate's own back-off or budget.
-    BackedOff,
-    /// pollgate's own error, with the reason.
-    Failed(&'static str),
-}
-
-#[derive(Debug, Clone, Copy)]
-pub enum StaleWhy {
-    WhileRevalidate,
-    /// Upstream failed; its status when it answered.
-    Error(Option<StatusCode>),
-    Backoff,
-    WaitTimeout,
-}
-
-impl Status {
-    pub fn header(self) -> HeaderValue {
-        let text = match self {
-            Status::Hit(left) => {
-                if let Some(v) = PREPARED
-                    .get_or_init(Prepared::new)
-                    .hit
-                    .get(left.as_secs() as usize)
-                {
-                    return v.clone();
-                }
-                let mut s = String::with_capacity(24);
-                let _ = write!(s, "pollgate; hit; ttl={}", left.as_secs());
-                s
-            }
-            Status::Stale { by, why } => {
-                // A stale entry is at least one second past (RFC 9211: negative ttl).
-                let by = by.as_secs().max(1);
-                match why {
-                    StaleWhy::WhileRevalidate => {
-                        format!("pollgate; hit; ttl=-{by}; detail=stale-while-revalidate")
-                    }
-                    StaleWhy::Error(Some(status)) => format!(
-                        "pollgate; fwd=miss; fwd-status={}; ttl=-{by}; detail=stale-if-error",
-                        status.as_u16()
-                    ),
-                    StaleWhy::Error(None) => {
-                        format!("pollgate; fwd=miss; ttl=-{by}; detail=stale-if-error")
-                    }
-                    StaleWhy::Backoff => {
-                        format!("pollgate; fwd=stale; fwd-status=429; ttl=-{by}; detail=backoff")
-                    }
-                    StaleWhy::WaitTimeout => {
-                        format!("pollgate; fwd=miss; ttl=-{by}; detail=wait-timeout")
-                    }
-                }
-            }
-            Status::Miss { stored: true, .. } => {
-                return HeaderValue::from_static("pollgate; fwd=miss; stored")
-            }
-            Status::Miss { upstream, .. } if upstream == StatusCode::OK => {
-                return HeaderValue::from_static("pollgate; fwd=miss; detail=not-stored")
-            }
-            Status::Miss { upstream, .. } => {
-                format!("pollgate; fwd=miss; fwd-status={}", upstream.as_u16())
-            }
-            Status::Collapsed { upstream } if upstream == StatusCode::OK => {
-                return HeaderValue::from_static("pollgate; fwd=miss; collapsed")
-            }
-            Status::Collapsed { upstream } => {
-                format!(
-                    "pollgate; fwd=miss; fwd-status={}; collapsed",
-                    upstream.as_u16()
-                )
-            }
-            Status::Bypass => return HeaderValue::from_static("pollgate; fwd=bypass"),
-            Status::Rejected => return HeaderValue::from_static("pollgate; detail=invalid-query"),
-            Status::BackedOff => {
-                return HeaderValue::from_static(
-                    "pollgate; fwd=miss; fwd-status=429; detail=backoff",
-                )
-            }
-            Status::Failed(reason) => format!("pollgate; fwd=miss; detail={reason}"),
-        };
-        HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("pollgate"))
-    }
-}
-
-/// Header values a hit needs, formatted once: a hit clones a reference count
-/// instead of formatting and allocating two strings.
-struct Prepared {
-    /// `pollgate; hit; ttl=N` for N in 0..PREPARED_SECONDS.
-    hit: Vec<HeaderValue>,
-    /// `N` for N in 0..PREPARED_SECONDS (for `Age`).
-    seconds: Vec<HeaderValue>,
-}
-
-/// Covers every TTL and age up to an hour; longer ones are formatted per response.
-const PREPARED_SECONDS: usize = 3600;
-
-static PREPARED: OnceLock<Prepared> = OnceLock::new();
-
-impl Prepared {
-    fn new() -> Self {
-        let shared = |text: String| {
-            HeaderValue::from_maybe_shared(Bytes::from(text))
-                .unwrap_or(HeaderValue::from_static("0"))
-        };
-        Prepared {
-            hit: (0..PREPARED_SECONDS)
-                .map(|n| shared(format!("pollgate; hit; ttl={n}")))
-                .collect(),
-            seconds: (0..PREPARED_SECONDS)
-                .map(|n| shared(n.to_string()))
-                .collect(),
-        }
-    }
-}
-
-/// Whole seconds, as a header value.
-fn seconds(d: Duration) -> HeaderValue {
-    match PREPARED
-        .get_or_init(Prepared::new)
-        .seconds
-        .get(d.as_secs() as usize)
-    {
-        Some(v) => v.clone(),
-        None => HeaderValue::from(d.as_secs()),
+fn set_cache_status(res: &mut Response<ResponseBody>, outcome: &Outcome) {
+    if let Some(value) = outcome.cache_status() {
+        res.headers_mut().insert(CACHE_STATUS.clone(), value);
     }
 }
 
@@ -165,7 +28,7 @@ fn seconds(d: Duration) -> HeaderValue {
 /// entry has one and the client accepts it (see [`accepts_gzip`]).
 pub fn from_entry(
     entry: &Entry,
-    status: Status,
+    outcome: &Outcome,
     age: Option<Duration>,
     not_modified: bool,
     client_accepts_gzip: bool,
@@ -203,10 +66,10 @@ pub fn from_entry(
             headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
         }
     }
-    headers.insert(CACHE_STATUS.clone(), status.header());
     if let Some(age) = age {
-        headers.insert(header::AGE, seconds(age));
+        headers.insert(header::AGE, seconds_header(age));
     }
+    set_cache_status(&mut res, outcome);
     res
 }
 
@@ -238,18 +101,16 @@ pub fn accepts_gzip(headers: &http::HeaderMap) -> bool {
     gzip.or(any).unwrap_or(false)
 }
 
-/// An error response of the item-list route, with its `Cache-Status`.
-pub fn error(err: GatewayError, status: Status) -> Response<ResponseBody> {
+/// An error response of a cacheable route, with its `Cache-Status`.
+pub fn error(err: GatewayError, outcome: &Outcome) -> Response<ResponseBody> {
     let mut res = err.into_response();
-    res.headers_mut()
-        .insert(CACHE_STATUS.clone(), status.header());
+    set_cache_status(&mut res, outcome);
     res
 }
 
 /// Add `Cache-Status` to a response built elsewhere (bypass).
-pub fn with_status(mut res: Response<ResponseBody>, status: Status) -> Response<ResponseBody> {
-    res.headers_mut()
-        .insert(CACHE_STATUS.clone(), status.header());
+pub fn with_outcome(mut res: Response<ResponseBody>, outcome: &Outcome) -> Response<ResponseBody> {
+    set_cache_status(&mut res, outcome);
     res
 }
 

@@ -9,7 +9,8 @@ use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use pollgate::{server, Config, Gateway};
+use pollgate::key::FingerprintKey;
+use pollgate::{App, Config, Gateway};
 use pollgate_sim::{SimOptions, SimUpstream};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -76,16 +77,13 @@ impl Harness {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
-        let gateway = Gateway::new(config).expect("gateway");
+        let app = App::new(config, FingerprintKey::random()).expect("gateway");
+        let gateway = app.gateway().clone();
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(
-            gateway.clone(),
-            listener,
-            Some(admin),
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        app.shutdown().trigger_on(async move {
+            let _ = rx.await;
+        });
+        let task = tokio::spawn(app.serve(listener, Some(admin)));
         Harness {
             sim,
             upstream,
@@ -279,4 +277,46 @@ pub fn upstream_item_requests(sim: &SimUpstream, job: &str) -> Vec<pollgate_sim:
         .into_iter()
         .filter(|r| r.path == path)
         .collect()
+}
+
+/// Log lines the gateway writes in this test process: a global subscriber
+/// (installed once per test binary) writing into a shared buffer.
+#[derive(Clone)]
+pub struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        let buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Capture every log line of this test binary from now on.
+pub fn capture_logs() -> CapturedLogs {
+    static LOGS: std::sync::OnceLock<CapturedLogs> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = CapturedLogs(Default::default());
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        logs
+    })
+    .clone()
 }

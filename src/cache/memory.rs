@@ -1,0 +1,127 @@
+//! The in-process tier: a moka cache bounded in bytes, with per-entry retention.
+//!
+//! Each entry is kept for its own retention (TTL plus the longest stale
+//! window, decided by the policy when it is stored); freshness is judged at
+//! read time from the entry's own timestamps. Purges bump a generation
+//! counter as well as removing entries, so a fill that started before a
+//! purge can never store a page from before it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use moka::Expiry;
+
+use super::Entry;
+use crate::key::CacheKey;
+
+/// What moka holds per key: the entry and how long to keep it.
+#[derive(Clone)]
+struct Stored {
+    entry: Arc<Entry>,
+    retain_for: Duration,
+}
+
+/// Keeps each entry for its own retention, re-armed on replace.
+struct RetainFor;
+
+impl Expiry<CacheKey, Stored> for RetainFor {
+    fn expire_after_create(&self, _: &CacheKey, value: &Stored, _: StdInstant) -> Option<Duration> {
+        Some(value.retain_for)
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        value: &Stored,
+        _: StdInstant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(value.retain_for)
+    }
+}
+
+/// Size of the tier, for metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct Usage {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+pub struct Memory {
+    cache: moka::future::Cache<CacheKey, Stored>,
+    /// Bumped by every purge; a fill stores only if it is unchanged since the fill began.
+    generation: AtomicU64,
+}
+
+impl Memory {
+    pub fn new(capacity_bytes: u64) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(capacity_bytes)
+            .weigher(|key: &CacheKey, stored: &Stored| stored.entry.weight(key.as_str().len()))
+            .expire_after(RetainFor)
+            .support_invalidation_closures()
+            .build();
+        Memory {
+            cache,
+            generation: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.cache.get(key).await.map(|s| s.entry)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Store `entry` unless a purge happened since `generation` was read.
+    pub async fn insert_if_current(
+        &self,
+        key: CacheKey,
+        entry: Arc<Entry>,
+        retain_for: Duration,
+        generation: u64,
+    ) -> bool {
+        if self.generation() != generation {
+            return false;
+        }
+        self.cache
+            .insert(key.clone(), Stored { entry, retain_for })
+            .await;
+        // A purge that raced the insert must win: drop what we just stored.
+        if self.generation() != generation {
+            self.cache.invalidate(&key).await;
+            return false;
+        }
+        true
+    }
+
+    pub fn purge_job(&self, job: &str) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let job: Arc<str> = Arc::from(job);
+        if let Err(e) = self
+            .cache
+            .invalidate_entries_if(move |_key, stored| stored.entry.job == job)
+        {
+            // Only fails when closures are not enabled at build time, which they are.
+            tracing::error!(error = %e, "job purge failed; purging everything instead");
+            self.cache.invalidate_all();
+        }
+    }
+
+    pub fn purge_all(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.cache.invalidate_all();
+    }
+
+    /// Size now, after letting moka apply pending evictions (its counts are eventually consistent).
+    pub async fn usage(&self) -> Usage {
+        self.cache.run_pending_tasks().await;
+        Usage {
+            entries: self.cache.entry_count(),
+            bytes: self.cache.weighted_size(),
+        }
+    }
+}

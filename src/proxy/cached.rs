@@ -1,0 +1,387 @@
+//! The cacheable route: hit, stale, coalesced miss, long-poll.
+//!
+//! A request is validated and canonicalized (422 at the edge), keyed by its
+//! credential's fingerprint, then answered from the cache when fresh, from a
+//! stale copy while a background refresh runs, or by joining (or starting)
+//! the one fill of its key. Back-off and budget are checked before any fill
+//! starts; every fallback prefers a usable stale copy to an error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use tokio::time::Instant;
+
+use super::fill::{self, Fill};
+use super::passthrough;
+use super::respond;
+use super::State;
+use crate::body::ResponseBody;
+use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Role};
+use crate::conn::ConnInfo;
+use crate::error::GatewayError;
+use crate::items::canonicalize;
+use crate::key::{CacheKey, Credential};
+use crate::outcome::{FailReason, Outcome, StaleWhy};
+use crate::shield::Gate;
+use crate::upstream::UpstreamError;
+
+type Answer = (Response<ResponseBody>, Outcome);
+
+/// Why a fetch gave no response: the ways [`CachedRequest::fetch`] can fail.
+enum FetchError {
+    /// The credential is backed off or over budget for this long.
+    BackedOff(Duration),
+    Cache(CacheError),
+    Upstream(UpstreamError),
+}
+
+impl From<CacheError> for FetchError {
+    fn from(e: CacheError) -> Self {
+        FetchError::Cache(e)
+    }
+}
+
+impl From<FetchError> for GatewayError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::BackedOff(left) => GatewayError::BackedOff(left),
+            FetchError::Cache(e) => GatewayError::Cache(e),
+            FetchError::Upstream(e) => GatewayError::Upstream(e),
+        }
+    }
+}
+
+/// Serve one request of the cacheable route (GET or HEAD).
+pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) -> Answer {
+    let answer = answer(state, parts, job, conn).await;
+    state
+        .metrics
+        .cached_route_request(&answer.1, answer.0.status());
+    answer
+}
+
+async fn answer(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) -> Answer {
+    let query = match canonicalize(parts.uri.query()) {
+        Ok(q) => q.into_string(),
+        Err(rejection) => {
+            let outcome = Outcome::Rejected;
+            let res = respond::error(GatewayError::InvalidQuery(rejection), &outcome);
+            return (res, outcome);
+        }
+    };
+    let Some(credential) = state.fingerprints.credential(&parts.headers) else {
+        // Anonymous requests are not ours to cache: the upstream answers them (401).
+        let outcome = Outcome::Bypass;
+        let res = passthrough::forward_without_body(state, parts, conn).await;
+        return (respond::with_outcome(res, &outcome), outcome);
+    };
+    let key = CacheKey::new(
+        &credential,
+        job,
+        &query,
+        &state.config.cache.vary_headers,
+        &parts.headers,
+    );
+    let request = CachedRequest {
+        state,
+        parts,
+        job,
+        key,
+        credential,
+        if_none_match: parts.headers.get(header::IF_NONE_MATCH),
+    };
+    // `Prefer` is only looked at when there is an ETag to wait on.
+    let long_poll = request
+        .if_none_match
+        .and_then(|etag| Some((etag.clone(), prefer_wait(&parts.headers)?)));
+    match long_poll {
+        // Boxed: the held request's large state machine stays off the hit path's future.
+        Some((etag, wait)) => Box::pin(request.long_poll(query, etag, wait)).await,
+        None => request.serve(query).await,
+    }
+}
+
+/// `Prefer: wait=N` (RFC 7240), in seconds.
+fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split([',', ';']))
+        .find_map(|pref| {
+            let (name, value) = pref.split_once('=')?;
+            if !name.trim().eq_ignore_ascii_case("wait") {
+                return None;
+            }
+            let secs: f64 = value.trim().trim_matches('"').parse().ok()?;
+            (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+        })
+}
+
+struct CachedRequest<'a> {
+    state: &'a Arc<State>,
+    parts: &'a Parts,
+    job: &'a str,
+    key: CacheKey,
+    credential: Credential,
+    if_none_match: Option<&'a HeaderValue>,
+}
+
+impl CachedRequest<'_> {
+    /// Serve the entry's gzip representation? Only parsed when the entry has one.
+    fn gzip_ok(&self, entry: &Entry) -> bool {
+        entry.gzip.is_some() && respond::accepts_gzip(&self.parts.headers)
+    }
+
+    fn not_modified(&self, entry: &Entry) -> bool {
+        entry.status == StatusCode::OK && self.if_none_match.is_some_and(|inm| entry.matches(inm))
+    }
+
+    /// A response carrying a cached entry (or a 304 for it), with `Age`.
+    fn cached(&self, entry: &Entry, outcome: Outcome, now: Instant) -> Answer {
+        let not_modified = self.not_modified(entry);
+        let outcome = match outcome {
+            Outcome::Hit { left } if not_modified => Outcome::NotModified { left },
+            other => other,
+        };
+        let res = respond::from_entry(
+            entry,
+            &outcome,
+            Some(entry.age(now)),
+            not_modified,
+            self.gzip_ok(entry),
+        );
+        (res, outcome)
+    }
+
+    fn stale(&self, entry: &Entry, why: StaleWhy, now: Instant) -> Answer {
+        let by = match self.state.cache.policy().judge(entry, now) {
+            Freshness::Stale(s) => s.by,
+            Freshness::Fresh(_) => Duration::ZERO,
+        };
+        self.cached(entry, Outcome::Stale { by, why }, now)
+    }
+
+    /// The entry if it may stand in for a failed fetch (within `stale_if_error`).
+    fn usable_stale(&self, entry: Option<Arc<Entry>>, now: Instant) -> Option<Arc<Entry>> {
+        entry.filter(|e| self.state.cache.policy().usable(e, now))
+    }
+
+    async fn serve(&self, query: String) -> Answer {
+        let state = self.state;
+        let now = Instant::now();
+        let cached = state.cache.get(&self.key).await;
+        if let Some(entry) = &cached {
+            match state.cache.policy().judge(entry, now) {
+                Freshness::Fresh(left) => {
+                    return self.cached(entry, Outcome::Hit { left }, now);
+                }
+                Freshness::Stale(s) if s.revalidate => {
+                    self.refresh_in_background(query);
+                    return self.stale(entry, StaleWhy::WhileRevalidate, now);
+                }
+                Freshness::Stale(_) => {}
+            }
+        }
+        let stale = self.usable_stale(cached, now);
+        // Boxed so the miss machinery does not inflate (and get moved with) every hit's future.
+        match Box::pin(self.fetch(query)).await {
+            Ok((outcome, role)) => self.fetched(outcome, role, stale),
+            Err(err) => self.failed(err, stale),
+        }
+    }
+
+    fn fill(&self, query: String) -> Fill {
+        Fill::new(
+            self.state,
+            self.key.clone(),
+            self.credential,
+            self.job,
+            query,
+            &self.parts.headers,
+        )
+    }
+
+    /// Start (or join) a fill and leave it running; nobody waits for it here.
+    fn refresh_in_background(&self, query: String) {
+        let state = self.state;
+        if state.cache.is_filling(&self.key) {
+            return;
+        }
+        let probe = match state.shield.gate(&self.credential) {
+            Gate::Closed(_) => return,
+            Gate::Open => None,
+            Gate::Probe(p) => Some(p),
+        };
+        if state
+            .shield
+            .take_budget(&self.credential, Duration::ZERO)
+            .is_err()
+        {
+            return;
+        }
+        let fill = self.fill(query);
+        let owned = state.clone();
+        // The ticket is dropped at once: the fill runs detached and stores its result.
+        let _ = state
+            .cache
+            .join_or_start(&self.key, usize::MAX, move || fill::run(owned, fill, probe));
+    }
+
+    /// Join the key's fill or start one (respecting back-off and budget), and wait for it.
+    async fn fetch(&self, query: String) -> Result<(FlightOutcome, Role), FetchError> {
+        let state = self.state;
+        let cfg = &state.config.cache;
+        let probe = match state.shield.gate(&self.credential) {
+            Gate::Closed(left) => return Err(FetchError::BackedOff(left)),
+            Gate::Open => None,
+            Gate::Probe(p) => Some(p),
+        };
+        if !state.cache.is_filling(&self.key) {
+            match state
+                .shield
+                .take_budget(&self.credential, state.config.upstream.budget_wait)
+            {
+                Ok(wait) if wait.is_zero() => {}
+                Ok(wait) => tokio::time::sleep(wait).await,
+                Err(wait) => return Err(FetchError::BackedOff(wait)),
+            }
+        }
+        let fill = self.fill(query);
+        let owned = state.clone();
+        let ticket = state
+            .cache
+            .join_or_start(&self.key, cfg.max_waiters, move || {
+                fill::run(owned, fill, probe)
+            })?;
+        if ticket.role == Role::Collapsed {
+            state.metrics.coalesced_waiters.inc();
+        }
+        match ticket.wait(cfg.wait_timeout).await? {
+            Ok(outcome) => Ok((outcome, ticket.role)),
+            Err(e) => Err(FetchError::Upstream(UpstreamError::clone(&e))),
+        }
+    }
+
+    /// Answer from a completed fill, falling back to stale data on 5xx and 429.
+    fn fetched(&self, fetched: FlightOutcome, role: Role, stale: Option<Arc<Entry>>) -> Answer {
+        let now = Instant::now();
+        let upstream = fetched.entry.status;
+        if let Some(stale) = stale {
+            if upstream.is_server_error() {
+                return self.stale(&stale, StaleWhy::UpstreamError(Some(upstream)), now);
+            }
+            if upstream == StatusCode::TOO_MANY_REQUESTS {
+                return self.stale(&stale, StaleWhy::Backoff, now);
+            }
+        }
+        if upstream.is_server_error() {
+            // Nothing to fall back on: pollgate's own 502, naming what the upstream said.
+            let outcome = Outcome::UpstreamFailed { upstream };
+            let res = respond::error(
+                GatewayError::Upstream(UpstreamError::Status(upstream)),
+                &outcome,
+            );
+            return (res, outcome);
+        }
+        let collapsed = role == Role::Collapsed;
+        let outcome = match (upstream == StatusCode::OK, collapsed) {
+            (true, false) => Outcome::Miss {
+                stored: fetched.stored,
+            },
+            (true, true) => Outcome::Collapsed,
+            (false, _) => Outcome::Relayed {
+                upstream,
+                collapsed,
+            },
+        };
+        let res = respond::from_entry(
+            &fetched.entry,
+            &outcome,
+            None,
+            self.not_modified(&fetched.entry),
+            self.gzip_ok(&fetched.entry),
+        );
+        (res, outcome)
+    }
+
+    /// Answer when no response came: stale data if any, else pollgate's error.
+    fn failed(&self, err: FetchError, stale: Option<Arc<Entry>>) -> Answer {
+        let now = Instant::now();
+        let (why, outcome) = match &err {
+            FetchError::BackedOff(_) => (StaleWhy::Backoff, Outcome::BackedOff),
+            FetchError::Cache(CacheError::WaitTimeout(_) | CacheError::TooManyWaiters) => (
+                StaleWhy::WaitTimeout,
+                Outcome::Failed(FailReason::WaitTimeout),
+            ),
+            FetchError::Upstream(e) => (StaleWhy::UpstreamError(None), Outcome::Failed(e.reason())),
+        };
+        if let Some(stale) = stale {
+            return self.stale(&stale, why, now);
+        }
+        (respond::error(err.into(), &outcome), outcome)
+    }
+
+    /// Hold the request until the content differs from the client's `If-None-Match`,
+    /// or `wait` passes (then 304). All held requests of a key share one fill per TTL.
+    async fn long_poll(&self, query: String, etag: HeaderValue, wait: Duration) -> Answer {
+        let state = self.state;
+        let policy = state.cache.policy();
+        let deadline = Instant::now() + wait.min(state.config.cache.long_poll_max_wait);
+        let _held = Held::new(state);
+        loop {
+            let now = Instant::now();
+            let entry = match state.cache.get(&self.key).await {
+                Some(e) if matches!(policy.judge(&e, now), Freshness::Fresh(_)) => e,
+                cached => {
+                    let stale = self.usable_stale(cached, now);
+                    match self.fetch(query.clone()).await {
+                        Ok((fetched, _)) if fetched.entry.status == StatusCode::OK => fetched.entry,
+                        Ok((fetched, role)) => return self.fetched(fetched, role, stale),
+                        Err(err) => return self.failed(err, stale),
+                    }
+                }
+            };
+            let now = Instant::now();
+            let left = policy.fresh_until(&entry).saturating_duration_since(now);
+            if !entry.matches(&etag) {
+                return self.cached(&entry, Outcome::Hit { left }, now);
+            }
+            if now >= deadline {
+                return self.cached(&entry, Outcome::NotModified { left }, now);
+            }
+            let wake = policy.fresh_until(&entry).min(deadline);
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = state.shutdown.triggered() => {
+                    let outcome = Outcome::NotModified { left: Duration::ZERO };
+                    return self.cached(&entry, outcome, now);
+                }
+            }
+        }
+    }
+}
+
+/// Counts a held long-poll in the gauge for as long as it lives.
+struct Held<'a>(&'a State);
+
+impl<'a> Held<'a> {
+    fn new(state: &'a State) -> Self {
+        state.metrics.long_polls_waiting.inc();
+        Held(state)
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.long_polls_waiting.dec();
+    }
+}
+
+/// Is this method one the route caches? (Used by the router.)
+pub fn cacheable_method(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
