@@ -11,19 +11,22 @@
 //!   which the `uuid` crate would accept); whitespace, wrong group lengths and
 //!   misplaced hyphens are refused.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
-/// An integer in canonical form: no sign for zero, no leading zeros.
+/// An integer in canonical form: no sign for zero, no leading zeros. Borrows
+/// the input's digits unless they were grouped (`1_000`), so the common case
+/// allocates nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LaxInt {
+pub struct LaxInt<'a> {
     negative: bool,
     /// Decimal digits without leading zeros ("0" for zero).
-    digits: String,
+    digits: Cow<'a, str>,
 }
 
-impl LaxInt {
+impl<'a> LaxInt<'a> {
     /// Parse like pydantic's lax `int` from a string; `None` is an `int_parsing` error.
-    pub fn parse(value: &str) -> Option<LaxInt> {
+    pub fn parse(value: &'a str) -> Option<LaxInt<'a>> {
         let trimmed = value.trim();
         let (negative, unsigned) = match trimmed.as_bytes().first() {
             Some(b'-') => (true, &trimmed[1..]),
@@ -48,19 +51,27 @@ impl LaxInt {
                 return None;
             }
         }
-        let digits: String = whole
-            .bytes()
-            .filter(|b| *b != b'_')
-            .skip_while(|b| *b == b'0')
-            .map(char::from)
-            .collect();
+        let digits: Cow<'a, str> = if whole.contains('_') {
+            Cow::Owned(whole.replace('_', "").trim_start_matches('0').to_owned())
+        } else {
+            Cow::Borrowed(whole.trim_start_matches('0'))
+        };
         let digits = if digits.is_empty() {
-            "0".to_owned()
+            Cow::Borrowed("0")
         } else {
             digits
         };
         let negative = negative && digits != "0";
         Some(LaxInt { negative, digits })
+    }
+
+    /// The canonical decimal text (borrowed when it can be).
+    pub fn canonical(&self) -> Cow<'a, str> {
+        if self.negative {
+            Cow::Owned(format!("-{}", self.digits))
+        } else {
+            self.digits.clone()
+        }
     }
 
     /// Compare with a machine integer.
@@ -76,20 +87,12 @@ impl LaxInt {
             .digits
             .len()
             .cmp(&other_digits.len())
-            .then_with(|| self.digits.as_str().cmp(other_digits.as_str()));
+            .then_with(|| self.digits.as_ref().cmp(other_digits.as_str()));
         if self.negative {
             magnitude.reverse()
         } else {
             magnitude
         }
-    }
-
-    /// The canonical decimal text.
-    pub fn write(&self, out: &mut String) {
-        if self.negative {
-            out.push('-');
-        }
-        out.push_str(&self.digits);
     }
 }
 
@@ -114,11 +117,7 @@ mod tests {
     use super::*;
 
     fn int(s: &str) -> Option<String> {
-        LaxInt::parse(s).map(|i| {
-            let mut out = String::new();
-            i.write(&mut out);
-            out
-        })
+        LaxInt::parse(s).map(|i| i.canonical().into_owned())
     }
 
     #[test]
@@ -146,7 +145,9 @@ mod tests {
 
     #[test]
     fn integer_bounds_compare_at_any_size() {
-        let n = |s: &str| LaxInt::parse(s).expect("int");
+        fn n(s: &str) -> LaxInt<'_> {
+            LaxInt::parse(s).expect("int")
+        }
         assert_eq!(n("1000").cmp_i64(1000), Ordering::Equal);
         assert_eq!(n("1001").cmp_i64(1000), Ordering::Greater);
         assert_eq!(n("0").cmp_i64(1), Ordering::Less);

@@ -135,7 +135,6 @@ pub fn canonicalize(params: &[Param], raw: Option<&str>) -> Result<String, Query
 
     let mut errors = Vec::new();
     let mut out = form_urlencoded::Serializer::new(String::with_capacity(raw.len() + 16));
-    let mut scratch = String::new();
     let mut i = 0;
     while i < pairs.len() {
         let mut end = i + 1;
@@ -154,9 +153,9 @@ pub fn canonicalize(params: &[Param], raw: Option<&str>) -> Result<String, Query
                 None => {
                     out.append_pair(name, value);
                 }
-                Some(p) => match normalize(p, value, &mut scratch) {
-                    Ok(()) => {
-                        out.append_pair(name, &scratch);
+                Some(p) => match normalize(p, value) {
+                    Ok(canonical) => {
+                        out.append_pair(name, &canonical);
                     }
                     Err(e) => errors.push(e),
                 },
@@ -171,9 +170,8 @@ pub fn canonicalize(params: &[Param], raw: Option<&str>) -> Result<String, Query
     }
 }
 
-/// Check one value against its parameter and write its canonical form into `out`.
-fn normalize(param: &Param, value: &str, out: &mut String) -> Result<(), FieldError> {
-    out.clear();
+/// Check one value against its parameter; its canonical form (borrowed when unchanged).
+fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldError> {
     let err = |kind: &'static str, msg: Cow<'static, str>, ctx: Option<Value>| FieldError {
         kind,
         param: param.name.to_owned(),
@@ -182,7 +180,7 @@ fn normalize(param: &Param, value: &str, out: &mut String) -> Result<(), FieldEr
         ctx,
     };
     match param.kind {
-        Kind::Text => out.push_str(value),
+        Kind::Text => Ok(Cow::Borrowed(value)),
         Kind::Enum(allowed) => {
             if !allowed.contains(&value) {
                 let expected = expected_list(allowed);
@@ -192,20 +190,15 @@ fn normalize(param: &Param, value: &str, out: &mut String) -> Result<(), FieldEr
                     Some(json!({ "expected": expected })),
                 ));
             }
-            out.push_str(value);
+            Ok(Cow::Borrowed(value))
         }
         Kind::Uuid => match parse_uuid(value) {
-            Ok(uuid) => out.push_str(
-                uuid.hyphenated()
-                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
-            ),
-            Err(reason) => {
-                return Err(err(
-                    "uuid_parsing",
-                    Cow::Owned(format!("Input should be a valid UUID, {reason}")),
-                    Some(json!({ "error": reason })),
-                ))
-            }
+            Ok(uuid) => Ok(Cow::Owned(uuid.hyphenated().to_string())),
+            Err(reason) => Err(err(
+                "uuid_parsing",
+                Cow::Owned(format!("Input should be a valid UUID, {reason}")),
+                Some(json!({ "error": reason })),
+            )),
         },
         Kind::Int { min, max } => {
             let Some(n) = LaxInt::parse(value) else {
@@ -231,10 +224,9 @@ fn normalize(param: &Param, value: &str, out: &mut String) -> Result<(), FieldEr
                     Some(json!({ "le": max })),
                 ));
             }
-            n.write(out);
+            Ok(n.canonical())
         }
     }
-    Ok(())
 }
 
 /// `'a', 'b' or 'c'`, as pydantic lists enum members.
