@@ -20,6 +20,7 @@ pub mod data;
 pub mod faults;
 mod handler;
 mod probes;
+pub mod pydantic;
 pub mod query;
 mod server;
 
