@@ -1,4 +1,6 @@
-//! The life of one request: classify, record, count as in flight, wait, maybe misbehave, route.
+//! The life of one request: classify its [`Route`], record, count as in flight, wait, maybe
+//! misbehave, dispatch to the v1 or v2 handlers or the probes. Shared pieces of every answer
+//! (authentication, JSON and error bodies) live here too.
 //!
 //! Recording happens before latency and faults so a test can see that a request which was then
 //! rate-limited or reset did reach the upstream.
@@ -12,7 +14,9 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::SimBody;
-use crate::{api, control, probes, Fault, InFlightGuard, RecordedRequest, State};
+use crate::error::ApiError;
+use crate::routes::{Route, V1_PREFIX, V2_BATCHES};
+use crate::{control, probes, v1, v2, Fault, InFlightGuard, RecordedRequest, State};
 
 /// Body sent in place of an empty one when a mid-body reset must have something to cut.
 const RESET_PAD_BYTES: usize = 4096;
@@ -24,17 +28,15 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Res
         return Ok(control::handle(&state, req).await);
     }
     let token = credential(req.headers());
-    let is_item_list = api::is_item_list(req.method(), req.uri().path());
-    state.record(
-        RecordedRequest {
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            headers: req.headers().clone(),
-            token: token.clone(),
-        },
-        is_item_list,
-    );
+    let route = Route::of(req.method(), req.uri().path());
+    state.record(RecordedRequest {
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().map(str::to_owned),
+        headers: req.headers().clone(),
+        token: token.clone(),
+        route,
+    });
     let _in_flight = InFlightGuard::enter(&state);
 
     let latency = state.latency();
@@ -42,7 +44,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Res
         tokio::time::sleep(latency).await;
     }
     let mut truncate = false;
-    match state.take_fault(token.as_deref(), is_item_list) {
+    match state.take_fault(token.as_deref(), route) {
         None => {}
         Some(Fault::Status {
             status,
@@ -71,14 +73,21 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Res
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
     }
 
-    let resp = route(&state, req, token.as_deref()).await;
+    let resp = dispatch(&state, req, token.as_deref()).await;
     Ok(if truncate { truncated(resp) } else { resp })
 }
 
-async fn route(state: &State, req: Request<Incoming>, token: Option<&str>) -> SimResponse {
+async fn dispatch(state: &State, req: Request<Incoming>, token: Option<&str>) -> SimResponse {
     let path = req.uri().path().to_owned();
-    if let Some(rest) = path.strip_prefix(api::PREFIX) {
-        return api::handle(state, req, rest, token).await;
+    if let Some(rest) = path.strip_prefix(V1_PREFIX) {
+        return v1::handle(state, req, rest, token)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+    }
+    if path == V2_BATCHES || path.starts_with(&format!("{V2_BATCHES}/")) {
+        return v2::handle(state, req, token)
+            .await
+            .unwrap_or_else(ApiError::into_response);
     }
     if path.starts_with("/echo/") {
         return probes::echo(req).await;
@@ -131,6 +140,17 @@ pub(crate) fn credential(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
+/// The tenant of the request's credential, or the 401 FastAPI's auth dependency answers.
+pub(crate) fn authenticate(state: &State, token: Option<&str>) -> Result<String, ApiError> {
+    let token = token.ok_or(ApiError::NotAuthenticated)?;
+    state
+        .world()
+        .tenants
+        .get(token)
+        .cloned()
+        .ok_or(ApiError::InvalidKey)
+}
+
 /// A JSON response with an exact Content-Length.
 pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> SimResponse {
     let body = body.into();
@@ -174,7 +194,7 @@ pub(crate) async fn drain_body(
     Ok(())
 }
 
-/// `GET` and `HEAD` are the read methods the item list and job status answer.
+/// `GET` and `HEAD` are the read methods the polling routes answer.
 pub(crate) fn is_read(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
