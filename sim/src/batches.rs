@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
-use crate::data::{mix, push_uuid, BASE_EPOCH_SECS};
+use crate::data::{push_uuid, BASE_EPOCH_SECS};
 use crate::pydantic::datetime::Micros;
 use crate::tenants::TenantScope;
 
@@ -29,6 +29,8 @@ pub const CREATED_BATCH_FILES: usize = 20;
 pub const BATCH_HISTORY_A: usize = 25;
 /// Files in each seeded history batch.
 const HISTORY_FILES: usize = 5;
+/// Keeps the job ids of a batch apart from its file ids.
+const JOB_ID_SALT: u64 = 0xa5a5_5a5a_c3c3_3c3c;
 /// Why a file got no job; the SDK documents `error_message` as a "batch-level mapping error".
 const MAPPING_ERROR: &str = "Could not create a job for this file: unsupported file type";
 
@@ -294,7 +296,7 @@ impl Batch {
                     self.job_type.as_str(),
                     self.job_type.job_prefix()
                 );
-                push_uuid(out, mix(self.seed), i as u64);
+                push_uuid(out, self.seed ^ JOB_ID_SALT, i as u64);
                 out.push_str("\"}");
             } else {
                 out.push_str("null");

@@ -131,7 +131,10 @@ mod tests {
     use super::*;
 
     fn kinds(errors: &[FieldError]) -> Vec<(&str, &str)> {
-        errors.iter().map(|e| (e.kind, e.loc[1].as_str())).collect()
+        errors
+            .iter()
+            .map(|e| (e.kind, e.loc[1].as_str().unwrap_or_default()))
+            .collect()
     }
 
     #[test]

@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 pub struct FieldError {
     /// pydantic's error `type`, e.g. `int_parsing`.
     pub kind: &'static str,
-    /// Where the value was: `["query", name]`, `["body", field, ...]`.
-    pub loc: Vec<String>,
+    /// Where the value was: `["query", name]`, `["body", field, ...]`, `["body", offset]`.
+    pub loc: Vec<Value>,
     pub msg: String,
     /// The input as received (FastAPI echoes the raw string).
     pub input: Value,
@@ -33,7 +33,7 @@ impl FieldError {
     pub fn query(kind: &'static str, name: &str, msg: String, input: &str) -> Self {
         FieldError {
             kind,
-            loc: vec!["query".to_owned(), name.to_owned()],
+            loc: vec![json!("query"), json!(name)],
             msg,
             input: Value::String(input.to_owned()),
             ctx: None,
@@ -42,8 +42,8 @@ impl FieldError {
 
     /// An error in the JSON body at `path`; `input` is the offending value.
     pub fn body(kind: &'static str, path: &[&str], msg: &str, input: Value) -> Self {
-        let mut loc = vec!["body".to_owned()];
-        loc.extend(path.iter().map(|p| (*p).to_owned()));
+        let mut loc = vec![json!("body")];
+        loc.extend(path.iter().map(|p| json!(p)));
         FieldError {
             kind,
             loc,
