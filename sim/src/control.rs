@@ -8,7 +8,7 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::batches::{wall_clock_micros, Batch, BatchStatus};
-use crate::handler::{detail, drain_body, json, method_not_allowed, not_found, SimResponse};
+use crate::response::{detail, drain_body, json, method_not_allowed, not_found, SimResponse};
 use crate::{Fault, FaultRule, JobStatus, RouteSet, State};
 
 pub(crate) async fn handle(state: &State, req: Request<Incoming>) -> SimResponse {

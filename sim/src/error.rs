@@ -3,8 +3,8 @@
 
 use http::StatusCode;
 
-use crate::handler::{detail, json, SimResponse};
 use crate::pydantic::{detail_body, FieldError};
+use crate::response::{detail, json, SimResponse};
 
 #[derive(Debug)]
 pub(crate) enum ApiError {

@@ -30,6 +30,7 @@ mod handler;
 mod probes;
 pub mod pydantic;
 pub mod query;
+mod response;
 pub mod routes;
 mod server;
 pub mod tenants;

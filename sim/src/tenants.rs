@@ -1,4 +1,5 @@
-//! Who owns what: each tenant (one per credential) has one organization and one project.
+//! Who owns what: each tenant (one per credential) has one organization and one project, and
+//! `authenticate` tells which tenant a request is.
 //!
 //! Every route takes `project_id` and `organization_id` query parameters. The simulator reads them
 //! as a scope: a job or batch is found only when the scope given (if any) is its tenant's, so a
@@ -6,7 +7,9 @@
 //! list filtered by it is empty. The real API's answer for a project the caller cannot see is not
 //! documented; this is the simulator's choice (see the README).
 
+use crate::error::ApiError;
 use crate::pydantic::uuid::Uuid;
+use crate::State;
 
 /// Project of demo tenant A ([`crate::TOKEN_A`]).
 pub const PROJECT_A: &str = "5f3c1a2e-7b4d-4e8a-9c61-0a1b2c3d4e5f";
@@ -50,6 +53,17 @@ impl TenantScope {
         project_id.is_none_or(|p| p.hyphenated() == self.project_id)
             && organization_id.is_none_or(|o| o.hyphenated() == self.organization_id)
     }
+}
+
+/// The tenant of the request's credential, or the 401 FastAPI's auth dependency answers.
+pub(crate) fn authenticate(state: &State, token: Option<&str>) -> Result<String, ApiError> {
+    let token = token.ok_or(ApiError::NotAuthenticated)?;
+    state
+        .world()
+        .tenants
+        .get(token)
+        .cloned()
+        .ok_or(ApiError::InvalidKey)
 }
 
 /// The tenant a credential unknown so far becomes.

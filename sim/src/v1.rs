@@ -10,8 +10,9 @@ use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 
 use crate::error::{ApiError, ApiResult};
-use crate::handler::{authenticate, drain_body, is_read, json};
 use crate::query::{parse_items_query, parse_scope_query, Scope};
+use crate::response::{drain_body, is_read, json};
+use crate::tenants::authenticate;
 use crate::tenants::TenantScope;
 use crate::State;
 

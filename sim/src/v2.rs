@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 
 use crate::batches::{wall_clock_micros, Batch, BatchStatus, ListFilter};
 use crate::error::{ApiError, ApiResult};
-use crate::handler::{authenticate, is_read, json};
 use crate::pydantic::{choice_error, datetime, int, FieldError};
 use crate::query::{parse_scope_query, QueryParams, Scope};
+use crate::response::{is_read, json};
 use crate::routes::V2_BATCHES;
+use crate::tenants::authenticate;
 use crate::tenants::TenantScope;
 use crate::{create_request, cursor, State};
 
