@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::lax::{parse_uuid, LaxInt};
+use super::lax::{parse_uuid, IntError, LaxInt};
 
 /// One query parameter of a route, as the API's published schema describes it.
 #[derive(Debug, Clone, Copy)]
@@ -201,15 +201,26 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
             )),
         },
         Kind::Int { min, max } => {
-            let Some(n) = LaxInt::parse(value) else {
-                return Err(err(
-                    "int_parsing",
-                    Cow::Borrowed(
-                        "Input should be a valid integer, unable to parse string as an integer",
-                    ),
-                    None,
-                ));
-            };
+            let n =
+                match LaxInt::parse(value) {
+                    Ok(n) => n,
+                    Err(IntError::Parsing) => return Err(err(
+                        "int_parsing",
+                        Cow::Borrowed(
+                            "Input should be a valid integer, unable to parse string as an integer",
+                        ),
+                        None,
+                    )),
+                    Err(IntError::Size) => {
+                        return Err(err(
+                            "int_parsing_size",
+                            Cow::Borrowed(
+                                "Unable to parse input string as an integer, exceeded maximum size",
+                            ),
+                            None,
+                        ))
+                    }
+                };
             if let Some(min) = min.filter(|m| n.cmp_i64(*m) == Ordering::Less) {
                 return Err(err(
                     "greater_than_equal",
