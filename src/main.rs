@@ -1,4 +1,8 @@
 //! The `pollgate` binary: parse flags, load config, bind, serve until a signal.
+//!
+//! Errors are printed once, on stderr: a configuration error (exit 2) before logging starts,
+//! a start-up or serving failure (exit 1) as the process's last word. The log (stdout) does
+//! not repeat them.
 
 use std::process::ExitCode;
 
@@ -31,7 +35,6 @@ fn main() -> ExitCode {
     match run(loaded.config, &sources) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("pollgate: {e:#}");
             ExitCode::FAILURE
         }

@@ -467,6 +467,9 @@ fn busy_listen_address_is_fatal_and_named() {
     ]));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("server.listen"), "{}", stderr(&out));
+    // Printed once: on stderr, not repeated in the log on stdout.
+    let all = format!("{}{}", stdout(&out), stderr(&out));
+    assert_eq!(all.matches("server.listen").count(), 1, "{all}");
     drop(busy);
 }
 
@@ -586,4 +589,22 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
         .find(|l| l.contains("pollgate started"))
         .expect("a start line");
     assert!(started.contains(r#""config":"none""#), "{started}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_to_a_pipe_have_no_colour_codes() {
+    let dir = TempDir::new();
+    dir.file("config.toml", "[log]\nformat = \"text\"\n");
+    // Nothing is fetched: the upstream is never contacted.
+    let (child, _, _) = start_binary(&dir, "http://127.0.0.1:9", &[]).await;
+    let logs = stop_binary(child).await;
+    let started = logs
+        .lines()
+        .find(|l| l.contains("pollgate started"))
+        .expect("a start line");
+    assert!(started.contains(" config=config.toml"), "{started}");
+    assert!(
+        !logs.contains('\x1b'),
+        "ANSI escape in piped logs: {logs:?}"
+    );
 }
