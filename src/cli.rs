@@ -36,7 +36,9 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Config file (default: ./config.toml when it exists, else built-in defaults) [env: POLLGATE_CONFIG]
-    #[arg(long, env = "POLLGATE_CONFIG", hide_env = true, value_name = "PATH")]
+    // Read by `Sources::capture`, not by clap, so an empty variable counts as unset and
+    // a problem with it is not reported as one with `--config`.
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub flags: FlagValues,

@@ -196,6 +196,21 @@ fn zero_ttl_flag_is_fatal_and_names_cache_ttl() {
 }
 
 #[test]
+fn an_empty_config_variable_counts_as_unset() {
+    let dir = TempDir::new();
+    let out = run(pollgate(&dir.0)
+        .env("POLLGATE_CONFIG", "")
+        .env("POLLGATE_TTL", "")
+        .arg("check-config"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("# pollgate configuration: no config file"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
 fn missing_config_file_is_fatal() {
     let dir = TempDir::new();
     let out = run(pollgate(&dir.0).args(["check-config", "--config", "does-not-exist.toml"]));
@@ -205,6 +220,11 @@ fn missing_config_file_is_fatal() {
         "{}",
         stderr(&out)
     );
+    // Named by the variable: the message says so.
+    let out = run(pollgate(&dir.0)
+        .env("POLLGATE_CONFIG", "does-not-exist.toml")
+        .arg("check-config"));
+    assert_config_error(&out, "does-not-exist.toml (env POLLGATE_CONFIG): ");
 }
 
 #[test]
@@ -224,7 +244,7 @@ fn shipped_config_toml_is_valid() {
     let shown = stdout(&out);
     assert!(
         shown.starts_with(&format!(
-            "# pollgate configuration, loaded from {}.",
+            "# pollgate configuration, loaded from {} (flag --config).",
             shipped.display()
         )),
         "{shown}"
@@ -402,7 +422,9 @@ fn check_config_prints_toml_that_loads_to_the_same_configuration() {
     assert!(out.status.success(), "{}", stderr(&out));
     let shown = stdout(&out);
     assert!(
-        shown.starts_with("# pollgate configuration, loaded from config.toml."),
+        shown.starts_with(
+            "# pollgate configuration, loaded from config.toml (found in the working directory)."
+        ),
         "{shown}"
     );
     let expect = [
@@ -431,9 +453,8 @@ fn check_config_prints_toml_that_loads_to_the_same_configuration() {
     // The output is a config file: loaded alone, it gives the same values, all from the file.
     let again = dir.file("again.toml", &shown);
     let out = run(pollgate(&dir.0)
-        .arg("check-config")
-        .arg("--config")
-        .arg(&again));
+        .env("POLLGATE_CONFIG", &again)
+        .arg("check-config"));
     assert!(out.status.success(), "{}", stderr(&out));
     let values = |t: &str| -> Vec<(String, String)> {
         printed(t).into_iter().map(|(k, v, _)| (k, v)).collect()

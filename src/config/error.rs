@@ -4,14 +4,14 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::origin::Origin;
+use super::origin::{ConfigFile, Origin};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {source}", file.describe())]
     Read {
-        path: PathBuf,
+        file: ConfigFile,
         source: std::io::Error,
     },
     /// Every bad key found, not just the first. `file` is the file that was read, if any.

@@ -4,7 +4,8 @@
 //! Adding a key: its typed field and default (`mod.rs`), its mirror field (`file`), one
 //! line in each list below, and, if a flag or a variable sets it, an entry in
 //! `overrides::OVERRIDES`. A mirror field that [`apply`] forgets is never read, which the
-//! compiler reports; a key that [`print`] forgets fails the round-trip test in `load`.
+//! compiler reports, and a key that either list forgets fails
+//! `every_mirror_key_is_applied_and_printed` (in `tests`).
 //! A nested section (`[server.tls]`) is a mirror struct inside its parent's and a typed
 //! struct inside its parent's; the macros below take one more path segment for it.
 

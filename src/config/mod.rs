@@ -2,7 +2,7 @@
 //!
 //! [`Config`] and its sections are what the rest of the crate reads. They hold
 //! effective values only: load-time adjustments are already applied and every
-//! "0 disables" value is already `None` (both rules live in [`rules`]). Where
+//! "0 disables" value is already `None` (both rules live in `rules`). Where
 //! the values come from is the loader's business, in the submodules:
 //! - `file`: the TOML file's shape, all-`Option` mirror structs that reject unknown keys;
 //! - `overrides`: the `POLLGATE_*` variables and command-line flags, and their names;
@@ -10,7 +10,8 @@
 //! - `keys`: every key once: where its value lands in [`Config`] and how it is printed;
 //! - `rules`: what a valid configuration is, "0 disables", load-time adjustments;
 //! - `load`: the sources captured at start-up and [`load`], re-runnable for a reload;
-//! - `render`: `check-config`'s TOML output, each value followed by its origin.
+//! - `render`: `check-config`'s TOML output, each value followed by its origin;
+//! - `tests`: the loader end to end.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,10 +30,12 @@ mod overrides;
 mod raw;
 mod render;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 pub use error::{ConfigError, KeyError};
-pub use load::{load, ConfigFile, Loaded, Sources, DEFAULT_CONFIG_FILE};
-pub use origin::Origin;
+pub use load::{load, Loaded, Sources};
+pub use origin::{ConfigFile, Origin, CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE};
 pub use overrides::{FlagValues, Override, OVERRIDES};
 pub use rules::ZERO_DISABLES;
 

@@ -1,7 +1,80 @@
-//! Where each effective value came from, for `check-config` and for error messages.
+//! Where the configuration came from: which file (and what chose it), and each effective
+//! value's source, for `check-config`, log lines and error messages.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The file read when none is named, if it exists in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
+
+/// The variable that names the config file when `--config` does not.
+pub const CONFIG_FILE_ENV: &str = "POLLGATE_CONFIG";
+
+/// The configuration file, as chosen at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// Named by `--config` or [`CONFIG_FILE_ENV`] (`by` says which): it must be readable.
+    Named { path: PathBuf, by: Origin },
+    /// [`DEFAULT_CONFIG_FILE`], which existed at start-up.
+    Found(PathBuf),
+    /// No file: defaults, environment and flags only.
+    Absent,
+}
+
+impl ConfigFile {
+    /// `--config`'s path, else the variable's (empty counts as unset), else
+    /// [`DEFAULT_CONFIG_FILE`] if it exists now, else none.
+    pub fn resolve(flag: Option<PathBuf>, env: Option<OsString>) -> ConfigFile {
+        if let Some(path) = flag {
+            return ConfigFile::Named {
+                path,
+                by: Origin::Flag("config"),
+            };
+        }
+        if let Some(path) = env.filter(|v| !v.is_empty()) {
+            return ConfigFile::Named {
+                path: path.into(),
+                by: Origin::Env(CONFIG_FILE_ENV),
+            };
+        }
+        let default = PathBuf::from(DEFAULT_CONFIG_FILE);
+        if default.is_file() {
+            ConfigFile::Found(default)
+        } else {
+            ConfigFile::Absent
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigFile::Named { path, .. } | ConfigFile::Found(path) => Some(path),
+            ConfigFile::Absent => None,
+        }
+    }
+
+    /// The path and what chose it: `a.toml (env POLLGATE_CONFIG)`.
+    pub fn describe(&self) -> String {
+        match self {
+            ConfigFile::Named { path, by } => format!("{} ({by})", path.display()),
+            ConfigFile::Found(path) => {
+                format!("{} (found in the working directory)", path.display())
+            }
+            ConfigFile::Absent => "none".into(),
+        }
+    }
+}
+
+/// The path, or `none`: a value for log fields.
+impl fmt::Display for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.path() {
+            Some(path) => write!(f, "{}", path.display()),
+            None => f.write_str("none"),
+        }
+    }
+}
 
 /// The source a value was taken from; later variants win over earlier ones.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

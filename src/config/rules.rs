@@ -12,7 +12,7 @@ use super::Config;
 
 /// Keys where 0 means "off" rather than "nothing allowed", and what off means.
 ///
-/// The loader turns a 0 from any source into `None` in [`Config`] ([`zero_disables`]),
+/// The loader turns a 0 from any source into `None` in [`Config`] (`zero_disables`),
 /// `check-config` prints `None` as 0 with this note, and validation accepts 0 or a positive
 /// number. Every other key means what it says at 0: a zero window is no window, and a zero
 /// count or timeout that would stop the gateway is an error.
