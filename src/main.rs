@@ -60,11 +60,32 @@ async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
             "the admin listener has no authentication and can purge the cache: keep it on a private interface"
         );
     }
-    let app =
-        App::new(config, FingerprintKey::random()).context("cannot set up the upstream client")?;
+    let app = App::new(config, FingerprintKey::random()).context("cannot set up the gateway")?;
     app.shutdown().trigger_on(shutdown_signal());
+    reopen_logs_on_sighup(app.gateway().clone());
     app.serve(listener, Some(admin)).await?;
     Ok(())
+}
+
+/// On SIGHUP, reopen the access log file (logrotate moved it).
+fn reopen_logs_on_sighup(gateway: pollgate::Gateway) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let gateway = gateway.clone();
+            let _ = tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await;
+            tracing::info!("SIGHUP: access log reopened");
+        }
+    });
+    #[cfg(not(unix))]
+    drop(gateway);
 }
 
 /// SIGINT or SIGTERM.

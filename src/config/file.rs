@@ -112,6 +112,7 @@ pub(super) struct FileBackoff {
 pub(super) struct FileLog {
     pub format: Option<LogFormat>,
     pub access_log: Option<bool>,
+    pub access_log_path: Option<PathBuf>,
 }
 
 /// Parse the file's text. The error names the dotted key (`cache.ttl`) and, when toml

@@ -206,6 +206,7 @@ max_retry_after = "10m"
 [log]
 format = "json"
 access_log = false
+access_log_path = "/var/log/pollgate/access.log"
 "#,
         ca = toml::Value::String(ca.display().to_string())
     )
