@@ -99,12 +99,24 @@ async fn admin_health_metrics_and_purges() {
 
 #[tokio::test]
 async fn metrics_report_shielding_events() {
-    let h = Harness::start(|c| {
+    let mut h = Harness::start(|c| {
         c.cache.ttl = secs(1);
         c.cache.stale_while_revalidate = secs(30);
         c.cache.stale_if_error = secs(60);
     })
     .await;
+    // A long-poll held until the gateway shuts down below: it is surely still held when the
+    // metrics are read, however slow the machine.
+    let bp = items_path(JOB_B, "limit=1");
+    let bw = h.get(&bp, Some(TOKEN_B)).await;
+    let betag = bw.header("etag").expect("etag").to_owned();
+    let lp = spawn_get(
+        &h,
+        &bp,
+        TOKEN_B,
+        &[("if-none-match", &betag), ("prefer", "wait=30")],
+    );
+
     let k1 = items_path(JOB_A, "limit=1");
     let warm = h.get(&k1, Some(TOKEN_A)).await;
     let etag = warm.header("etag").expect("etag").to_owned();
@@ -112,7 +124,7 @@ async fn metrics_report_shielding_events() {
         .request_as(Method::GET, &k1, TOKEN_A, &[("if-none-match", &etag)])
         .await;
     assert_eq!(nm.status, 304);
-    sleep(ms(1300)).await;
+    sleep(ms(1100)).await; // past the 1 s TTL
     let stale = h.get(&k1, Some(TOKEN_A)).await;
     assert!(
         stale.cache_status().contains("stale-while-revalidate"),
@@ -127,15 +139,6 @@ async fn metrics_report_shielding_events() {
     assert_eq!(r.status, 429);
     h.sim.set_fault(None);
 
-    let bp = items_path(JOB_B, "limit=1");
-    let bw = h.get(&bp, Some(TOKEN_B)).await;
-    let betag = bw.header("etag").expect("etag").to_owned();
-    let lp = spawn_get(
-        &h,
-        &bp,
-        TOKEN_B,
-        &[("if-none-match", &betag), ("prefer", "wait=3")],
-    );
     let held = metric_reaches(&h, "pollgate_long_polls_waiting", 1.0, secs(5)).await;
 
     let text = h.admin(Method::GET, "/metrics").await.text();
@@ -168,6 +171,7 @@ async fn metrics_report_shielding_events() {
         "backoffs_active gauge present"
     );
 
+    let _server = h.begin_shutdown();
     let (r, _) = join_all_within(secs(10), vec![lp]).await.remove(0);
     assert_eq!(r.status, 304);
 }

@@ -15,14 +15,16 @@ use tokio::time::{sleep, Instant};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_make_one_upstream_request() {
     let _heavy = HEAVY.lock().await;
-    let h = Harness::start(|_| {}).await;
-    // Long enough that all 200 requests arrive while the one fetch is in flight, even on a
-    // loaded 2-core machine.
-    h.sim.set_latency(Duration::from_millis(2000));
+    let (h, gate) = Harness::start_gated(|_| {}).await;
+    // The one fetch is held at the gate until all 200 requests have joined it (bounded), not
+    // for an upstream latency hoped to be long enough on a loaded machine.
+    gate.close();
     let path = items_path(JOB_A, "limit=50&offset=100");
     let tasks: Vec<_> = (0..200)
         .map(|_| spawn_get(&h, &path, TOKEN_A, &[]))
         .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 199.0, secs(20)).await;
+    gate.open();
     let mut responses = Vec::new();
     for t in tasks {
         responses.push(t.await.expect("task").0);
@@ -55,8 +57,8 @@ async fn concurrent_cold_requests_make_one_upstream_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_client_disconnecting_does_not_cancel_or_repeat_the_fetch() {
     let _heavy = HEAVY.lock().await;
-    let h = Harness::start(|_| {}).await;
-    h.sim.set_latency(Duration::from_millis(1500));
+    let (h, gate) = Harness::start_gated(|_| {}).await;
+    gate.close(); // the fetch stays in flight until the 50 below have joined it
     let path = items_path(JOB_A, "limit=20&offset=7");
 
     let mut raw = TcpStream::connect(h.addr).await.expect("connect");
@@ -66,17 +68,21 @@ async fn first_client_disconnecting_does_not_cancel_or_repeat_the_fetch() {
         bearer(TOKEN_A)
     );
     raw.write_all(head.as_bytes()).await.expect("write");
-    let sim = h.sim.clone();
     assert!(
-        wait_until(Duration::from_secs(5), || sim.item_list_count() == 1).await,
+        wait_until(secs(5), || gate.held() == 1).await,
         "the upstream never received the first request"
     );
     drop(raw); // the first client goes away mid-fetch
-    tokio::time::sleep(Duration::from_millis(100)).await; // let the gateway see the close
+
+    // A grace for the gateway to see the close; nothing observable says it has. The fetch is
+    // held at the gate all along, so a close seen later still happens mid-fetch.
+    sleep(ms(100)).await;
 
     let tasks: Vec<_> = (0..50)
         .map(|_| spawn_get(&h, &path, TOKEN_A, &[]))
         .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 50.0, secs(10)).await;
+    gate.open();
     let mut bodies = Vec::new();
     for t in tasks {
         let r = t.await.expect("task").0;
@@ -99,8 +105,9 @@ async fn first_client_disconnecting_does_not_cancel_or_repeat_the_fetch() {
 
 #[tokio::test]
 async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
-    let h = Harness::start(|c| {
-        c.cache.ttl = secs(1);
+    let _heavy = HEAVY.lock().await;
+    let (h, gate) = Harness::start_gated(|c| {
+        c.cache.ttl = ms(200);
         c.cache.stale_while_revalidate = Duration::ZERO;
         c.cache.stale_if_error = secs(60);
     })
@@ -115,12 +122,15 @@ async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
     // Cold key: nothing to serve, every waiter gets the error.
     let cold_q = "limit=10";
     let cold = items_path(JOB_A, cold_q);
-    h.sim.set_latency(ms(800));
+    // The failing fetch is held at the gate until all 100 have joined it.
+    gate.close();
     h.sim.set_fault(Some(reset_once()));
-    let started = Instant::now();
     let tasks: Vec<_> = (0..100)
         .map(|_| spawn_get(&h, &cold, TOKEN_A, &[]))
         .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 99.0, secs(10)).await;
+    let started = Instant::now();
+    gate.open();
     let results = join_all_within(secs(5), tasks).await;
     let took = started.elapsed();
     for (r, _) in &results {
@@ -131,7 +141,6 @@ async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
     println!("reset mid-body, cold key: 100 clients answered in {took:?}, upstream requests = {n}");
     assert_eq!(n, 1, "100 waiters, one upstream request");
 
-    h.sim.set_latency(Duration::ZERO);
     let next = h.get(&cold, Some(TOKEN_A)).await;
     assert_eq!(next.status, 200, "key not stuck: {}", next.text());
     assert_eq!(next.cache_status(), "pollgate; fwd=miss; stored");
@@ -146,12 +155,14 @@ async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
     let warm_p = items_path(JOB_A, warm_q);
     let warm = h.get(&warm_p, Some(TOKEN_A)).await;
     assert_eq!(warm.status, 200);
-    sleep(ms(1300)).await;
-    h.sim.set_latency(ms(800));
+    sleep(ms(300)).await; // past the TTL
+    gate.close();
     h.sim.set_fault(Some(reset_once()));
     let tasks: Vec<_> = (0..100)
         .map(|_| spawn_get(&h, &warm_p, TOKEN_A, &[]))
         .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 198.0, secs(10)).await;
+    gate.open();
     let results = join_all_within(secs(5), tasks).await;
     for (r, _) in &results {
         assert_eq!(r.status, 200, "stale for every waiter: {}", r.text());
@@ -167,7 +178,6 @@ async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
         2,
         "warm + one failed refresh"
     );
-    h.sim.set_latency(Duration::ZERO);
     let next = h.get(&warm_p, Some(TOKEN_A)).await;
     assert_eq!(next.status, 200);
     assert_eq!(next.cache_status(), "pollgate; fwd=miss; stored");
@@ -181,7 +191,7 @@ async fn coalesced_waiters_get_the_reset_at_once_and_no_key_sticks() {
 #[tokio::test]
 async fn waiter_past_wait_timeout_gets_stale_or_504() {
     let h = Harness::start(|c| {
-        c.cache.ttl = secs(1);
+        c.cache.ttl = ms(200);
         c.cache.stale_while_revalidate = Duration::ZERO;
         c.cache.stale_if_error = secs(60);
         c.cache.wait_timeout = ms(300);
@@ -190,7 +200,7 @@ async fn waiter_past_wait_timeout_gets_stale_or_504() {
     let p = items_path(JOB_A, "limit=12");
     let warm = h.get(&p, Some(TOKEN_A)).await;
     assert_eq!(warm.status, 200);
-    sleep(ms(1300)).await;
+    sleep(ms(300)).await; // past the TTL
     h.sim.set_latency(secs(3));
 
     let t = Instant::now();

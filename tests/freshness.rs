@@ -14,7 +14,7 @@ use tokio::time::{sleep, Instant};
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_old_body_and_refreshes_once() {
-    let h = Harness::start(|c| {
+    let (h, gate) = Harness::start_gated(|c| {
         c.cache.ttl = secs(1);
         c.cache.stale_while_revalidate = secs(30);
     })
@@ -26,9 +26,10 @@ async fn stale_while_revalidate_serves_old_body_and_refreshes_once() {
     assert_eq!(first.cache_status(), "pollgate; fwd=miss; stored");
     assert_eq!(key_requests(&h.sim, JOB_A, query), 1);
 
-    sleep(ms(1300)).await; // past the 1 s TTL
-                           // The refresh takes a while, so the requests below happen while it is in flight.
-    h.sim.set_latency(ms(500));
+    sleep(ms(1100)).await; // past the 1 s TTL
+
+    // The refresh is held at the gate, so the requests below happen while it is in flight.
+    gate.close();
     h.sim.mutate_job(JOB_A);
 
     let stale = h.get(&p, Some(TOKEN_A)).await;
@@ -49,6 +50,11 @@ async fn stale_while_revalidate_serves_old_body_and_refreshes_once() {
         let r = h.get(&p, Some(TOKEN_A)).await;
         assert_eq!(r.status, 200, "{}", r.text());
     }
+    assert!(
+        wait_until(secs(5), || gate.held() == 1).await,
+        "the background refresh never left the gateway"
+    );
+    gate.open();
     assert!(
         wait_until(secs(5), || key_requests(&h.sim, JOB_A, query) >= 2).await,
         "the background refresh never reached the upstream"
@@ -83,8 +89,9 @@ async fn stale_while_revalidate_serves_old_body_and_refreshes_once() {
 }
 
 async fn stale_if_error_case(name: &str, fault: Fault, cold_statuses: &[u16]) {
+    // Nothing here needs the page fresh: a short TTL, and a short wait past it.
     let h = Harness::start(|c| {
-        c.cache.ttl = secs(1);
+        c.cache.ttl = ms(200);
         c.cache.stale_while_revalidate = Duration::ZERO;
         c.cache.stale_if_error = secs(60);
         c.upstream.request_timeout = ms(500);
@@ -93,7 +100,7 @@ async fn stale_if_error_case(name: &str, fault: Fault, cold_statuses: &[u16]) {
     let p = items_path(JOB_A, "limit=7");
     let warm = h.get(&p, Some(TOKEN_A)).await;
     assert_eq!(warm.status, 200, "{name}: {}", warm.text());
-    sleep(ms(1300)).await; // past the TTL; swr is 0, so the next request must go upstream
+    sleep(ms(300)).await; // past the TTL; swr is 0, so the next request must go upstream
 
     h.sim.set_fault(Some(FaultRule {
         fault,
@@ -172,7 +179,7 @@ async fn stale_if_error_on_reset_mid_body() {
 #[tokio::test]
 async fn terminal_job_pages_keep_the_longer_ttl() {
     let h = Harness::start(|c| {
-        c.cache.ttl = secs(1);
+        c.cache.ttl = ms(200);
         c.cache.stale_while_revalidate = Duration::ZERO;
         c.cache.terminal_ttl = secs(60);
     })
@@ -190,7 +197,7 @@ async fn terminal_job_pages_keep_the_longer_ttl() {
         assert_eq!(r.status, 200);
         assert_eq!(r.cache_status(), "pollgate; fwd=miss; stored");
     }
-    sleep(ms(1300)).await; // past the normal TTL
+    sleep(ms(300)).await; // past the normal TTL
 
     let done = h.get(&done_p, Some(TOKEN_A)).await;
     assert!(

@@ -47,8 +47,9 @@ async fn oversized_request_head_is_refused_and_the_gateway_keeps_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_the_in_flight_request() {
-    let mut h = Harness::start(|_| {}).await;
-    h.sim.set_latency(Duration::from_secs(1));
+    let (mut h, gate) = Harness::start_gated(|_| {}).await;
+    // The request is held at the gate until draining has surely begun.
+    gate.close();
     let client = h.client.clone();
     let url = h.url(&items_path(JOB_A, "limit=10"));
     let auth = bearer(TOKEN_A);
@@ -62,12 +63,20 @@ async fn graceful_shutdown_finishes_the_in_flight_request() {
             )
             .await
     });
-    let sim = h.sim.clone();
     assert!(
-        wait_until(Duration::from_secs(5), || sim.in_flight() == 1).await,
+        wait_until(Duration::from_secs(5), || gate.held() == 1).await,
         "the request never reached the upstream"
     );
     let task = h.begin_shutdown().expect("server task");
+    let addr = h.addr;
+    assert!(
+        wait_for(Duration::from_secs(5), || async move {
+            TcpStream::connect(addr).await.is_err()
+        })
+        .await,
+        "the listener never closed"
+    );
+    gate.open();
     let r = pending.await.expect("request task");
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["items"].as_array().map(Vec::len), Some(10));

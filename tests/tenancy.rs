@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use http::StatusCode;
 use serde_json::json;
@@ -96,8 +94,9 @@ async fn session_cookie_is_a_credential_keyed_apart_from_bearer() {
 
 #[tokio::test]
 async fn concurrent_fetches_are_never_shared_across_credentials() {
-    let h = Harness::start(|_| {}).await;
-    h.sim.set_latency(Duration::from_millis(500));
+    let (h, gate) = Harness::start_gated(|_| {}).await;
+    // The fetches are held at the gate until every request has joined one.
+    gate.close();
     let path = items_path(JOB_A, "limit=4");
     // Interleaved: tenant A and tenant B ask for the same page at the same moment.
     let tasks: Vec<_> = (0..40)
@@ -106,6 +105,8 @@ async fn concurrent_fetches_are_never_shared_across_credentials() {
             (token, spawn_get(&h, &path, token, &[]))
         })
         .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 38.0, secs(10)).await;
+    gate.open();
     for (token, task) in tasks {
         let (res, _) = task.await.expect("task");
         if token == TOKEN_A {

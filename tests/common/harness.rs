@@ -9,11 +9,11 @@ use http::Method;
 use pollgate::key::FingerprintKey;
 use pollgate::{App, Config, Gateway};
 use pollgate_sim::{SimOptions, SimUpstream};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use super::{bearer, metric_value, TestClient, TestResponse};
+use super::{bearer, metric_value, Gate, TestClient, TestResponse};
 
 /// A config for tests: loopback, the given upstream, short timeouts.
 pub fn test_config(upstream: SocketAddr) -> Config {
@@ -26,6 +26,17 @@ pub fn test_config(upstream: SocketAddr) -> Config {
     c.server.shutdown_grace = Duration::from_secs(5);
     c.log.access_log = false;
     c
+}
+
+/// A listener on a 127.0.0.1 ephemeral port with room for 1024 pending connections.
+/// `TcpListener::bind` allows 128: tests that open 200 connections at once would see the
+/// kernel drop SYNs and the clients retry them a second later.
+pub fn loopback_listener() -> TcpListener {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind("127.0.0.1:0".parse().expect("addr"))
+        .expect("bind");
+    socket.listen(1024).expect("listen")
 }
 
 pub struct Harness {
@@ -47,6 +58,15 @@ impl Harness {
         Self::start_with(sim, upstream, tweak).await
     }
 
+    /// Start a sim, a [`Gate`] in front of it and a gateway in front of the gate (whose
+    /// address is then `upstream`): the test decides when upstream traffic gets through.
+    pub async fn start_gated(tweak: impl FnOnce(&mut Config)) -> (Harness, Gate) {
+        let sim = SimUpstream::new(SimOptions::default());
+        let gate = Gate::spawn(sim.clone().spawn().await).await;
+        let h = Self::start_with(sim, gate.addr(), tweak).await;
+        (h, gate)
+    }
+
     /// Start a gateway in front of an already running upstream.
     pub async fn start_with(
         sim: SimUpstream,
@@ -56,8 +76,8 @@ impl Harness {
         let mut config = test_config(upstream);
         tweak(&mut config);
         config.validate().expect("test config valid");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
+        let listener = loopback_listener();
+        let admin = loopback_listener();
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
         let app = App::new(config, FingerprintKey::random()).expect("gateway");

@@ -3,13 +3,14 @@
 //!
 //! One module per concern: [`harness`] starts the servers, [`client`] talks to them,
 //! [`upstream`] counts what reached the simulated upstream, [`metrics`] reads the admin
-//! metrics, [`wait`] waits on conditions with a bound, [`logs`] captures the gateway's log
-//! lines. Everything is re-exported here, so a test file needs only
-//! `mod common; use common::*;`.
+//! metrics, [`wait`] waits on conditions with a bound, [`gate`] holds upstream traffic until
+//! the test lets it through, [`logs`] captures the gateway's log lines. Everything is
+//! re-exported here, so a test file needs only `mod common; use common::*;`.
 //! Each test binary uses a part of this, hence the `allow`s.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod gate;
 pub mod harness;
 pub mod logs;
 pub mod metrics;
@@ -17,6 +18,7 @@ pub mod upstream;
 pub mod wait;
 
 pub use client::*;
+pub use gate::*;
 pub use harness::*;
 pub use logs::*;
 pub use metrics::*;
