@@ -35,7 +35,8 @@ async fn long_poll_100_waiters_one_fetch_per_ttl() {
         .collect();
     let held = metric_reaches(&h, "pollgate_long_polls_waiting", 100.0, secs(5)).await;
     assert_eq!(held, 100.0, "all 100 long-polls held");
-    let wake = t0 + ms(1200);
+    // Held past one TTL, so the key is refreshed at least once while all 100 wait.
+    let wake = t0 + ms(700);
     sleep_until_at_least(wake).await;
     let c_before_change = key_requests(&h.sim, JOB_A, query) - c0;
     h.sim.mutate_job(JOB_A);
