@@ -1,12 +1,10 @@
 //! The client listener's bounds: oversized request heads, slow clients, the connection limit,
 //! graceful shutdown of in-flight requests, and h2c.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;

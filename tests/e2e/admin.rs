@@ -1,9 +1,7 @@
 //! The admin listener: health and readiness, purges of one job or everything, and metrics
 //! that count requests by route and result and report every shielding event.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http::{Method, StatusCode};
 use tokio::time::sleep;
 

@@ -2,11 +2,9 @@
 //! 429 meanwhile) and ends with a single probe; per-credential budgets; the global bound on
 //! concurrent upstream requests.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use tokio::time::{sleep, Instant};
 

@@ -2,13 +2,11 @@
 //! upstream errors), uploads are streamed, hop-by-hop headers are stripped both ways, and an
 //! unreachable or slow upstream is a quick JSON 502 or 504.
 
-mod common;
-
 use std::convert::Infallible;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;

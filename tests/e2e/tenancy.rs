@@ -1,9 +1,7 @@
 //! Tenancy: pages are keyed by credential (bearer token or session cookie), so one tenant
 //! never sees another's page, not even when both ask for it at the same moment.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use serde_json::json;
 

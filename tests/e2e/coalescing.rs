@@ -2,11 +2,9 @@
 //! disconnecting client neither cancels nor repeats; a failed fill wakes every waiter at once
 //! and leaves no key stuck; a waiter past `cache.wait_timeout` gets stale data or a 504.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::StatusCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;

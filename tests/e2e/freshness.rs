@@ -3,12 +3,10 @@
 //! job's pages keep the longer terminal TTL; a cancel through pollgate and an admin purge
 //! force a miss.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::Method;
 use tokio::time::{sleep, Instant};
 

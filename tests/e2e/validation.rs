@@ -1,10 +1,8 @@
 //! Validation: an invalid item-list query is answered 422 at the edge, with the body the API
 //! itself gives, and costs no upstream request; the bounds of `limit` are accepted.
 
-mod common;
-
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, StatusCode};
 use serde_json::json;
 

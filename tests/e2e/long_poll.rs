@@ -2,16 +2,15 @@
 //! see a change within about one TTL, get a 304 when the wait ends without one, and are
 //! answered at once when the gateway shuts down.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use http::Method;
 use tokio::time::Instant;
 
 #[tokio::test]
 async fn long_poll_100_waiters_one_fetch_per_ttl() {
+    let _heavy = HEAVY.lock().await;
     let ttl = ms(500);
     let h = Harness::start(|c| c.cache.ttl = ttl).await;
     let query = "limit=4";

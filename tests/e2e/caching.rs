@@ -2,12 +2,10 @@
 //! a page over the entry limit is delivered but not stored, large pages are gzipped for the
 //! clients that accept it (and only for them), and ETags answer `If-None-Match` with 304.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
