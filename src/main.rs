@@ -44,8 +44,8 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
-    let listener = server::bind(config.server.listen, "server.listen").await?;
-    let admin = server::bind(config.admin.listen, "admin.listen").await?;
+    let listener = server::bind(config.server.listen, "server.listen")?;
+    let admin = server::bind(config.admin.listen, "admin.listen")?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
