@@ -68,19 +68,19 @@ impl<'a> Int<'a> {
         }
     }
 
-    /// Compare with a machine integer (for `ge`/`le` bounds).
+    /// Compare with a machine integer (for `ge`/`le` bounds). Allocates nothing: it
+    /// runs on every request that carries a bounded parameter.
     pub fn cmp_i64(&self, other: i64) -> Ordering {
         match (self.negative, other < 0) {
             (true, false) => return Ordering::Less,
             (false, true) => return Ordering::Greater,
             _ => {}
         }
-        let other_digits = other.unsigned_abs().to_string();
-        let magnitude = self
-            .digits
-            .len()
-            .cmp(&other_digits.len())
-            .then_with(|| self.digits.as_ref().cmp(other_digits.as_str()));
+        // Up to 19 digits fit a u64; more is beyond any i64's magnitude.
+        let magnitude = match self.digits.parse::<u64>() {
+            Ok(mine) if self.digits.len() <= 19 => mine.cmp(&other.unsigned_abs()),
+            _ => Ordering::Greater,
+        };
         if self.negative {
             magnitude.reverse()
         } else {

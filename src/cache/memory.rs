@@ -1,5 +1,9 @@
 //! The in-process tier: a moka cache bounded in bytes, with per-entry retention.
 //!
+//! moka's synchronous cache, not its `future` one: a lookup never waits on
+//! anything, and the async form's 800-byte future would be created and moved
+//! on every hit (its work is the same).
+//!
 //! Each entry is kept for its own retention (TTL plus the longest stale
 //! window, decided by the policy when it is stored); freshness is judged at
 //! read time from the entry's own timestamps. Purges bump a generation
@@ -49,14 +53,14 @@ pub struct Usage {
 }
 
 pub struct Memory {
-    cache: moka::future::Cache<CacheKey, Stored>,
+    cache: moka::sync::Cache<CacheKey, Stored>,
     /// Bumped by every purge; a fill stores only if it is unchanged since the fill began.
     generation: AtomicU64,
 }
 
 impl Memory {
     pub fn new(capacity_bytes: u64) -> Self {
-        let cache = moka::future::Cache::builder()
+        let cache = moka::sync::Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|key: &CacheKey, stored: &Stored| stored.entry.weight(key.as_str().len()))
             .expire_after(RetainFor)
@@ -68,8 +72,8 @@ impl Memory {
         }
     }
 
-    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.cache.get(key).await.map(|s| s.entry)
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.cache.get(key).map(|s| s.entry)
     }
 
     pub fn generation(&self) -> u64 {
@@ -77,7 +81,7 @@ impl Memory {
     }
 
     /// Store `entry` unless a purge happened since `generation` was read.
-    pub async fn insert_if_current(
+    pub fn insert_if_current(
         &self,
         key: CacheKey,
         entry: Arc<Entry>,
@@ -87,12 +91,10 @@ impl Memory {
         if self.generation() != generation {
             return false;
         }
-        self.cache
-            .insert(key.clone(), Stored { entry, retain_for })
-            .await;
+        self.cache.insert(key.clone(), Stored { entry, retain_for });
         // A purge that raced the insert must win: drop what we just stored.
         if self.generation() != generation {
-            self.cache.invalidate(&key).await;
+            self.cache.invalidate(&key);
             return false;
         }
         true
@@ -125,8 +127,8 @@ impl Memory {
     }
 
     /// Size now, after letting moka apply pending evictions (its counts are eventually consistent).
-    pub async fn usage(&self) -> Usage {
-        self.cache.run_pending_tasks().await;
+    pub fn usage(&self) -> Usage {
+        self.cache.run_pending_tasks();
         Usage {
             entries: self.cache.entry_count(),
             bytes: self.cache.weighted_size(),

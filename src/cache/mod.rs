@@ -75,7 +75,7 @@ impl Cache {
 
     /// The entry under `key`, fresh or stale, if it is still retained.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.memory.get(key).await
+        self.memory.get(key)
     }
 
     /// Taken by a fill when it starts (see [`Fence`]).
@@ -90,7 +90,6 @@ impl Cache {
         let retain_for = self.policy.retain_for(entry.terminal);
         self.memory
             .insert_if_current(key, entry, retain_for, fence.generation)
-            .await
     }
 
     /// Forget the pages `scope` names, and refuse stores of fills that started before.
@@ -127,7 +126,9 @@ impl Cache {
     }
 
     pub async fn usage(&self) -> Usage {
-        self.memory.usage().await
+        // Applying moka's pending evictions can take a moment: off the async workers' hot loop
+        // is not needed for a scrape, which is rare.
+        self.memory.usage()
     }
 }
 

@@ -14,6 +14,7 @@ mod fill;
 mod passthrough;
 mod respond;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -112,7 +113,15 @@ impl Gateway {
     }
 
     /// Serve one client request.
-    pub async fn handle<B>(&self, req: Request<B>, conn: ConnInfo) -> Response<ResponseBody>
+    ///
+    /// Not an `async fn`: the request is taken apart before the future is made, so
+    /// the future does not carry the request and its parts both (it is created and
+    /// moved on every request; smaller is cheaper).
+    pub fn handle<B>(
+        &self,
+        req: Request<B>,
+        conn: ConnInfo,
+    ) -> impl Future<Output = Response<ResponseBody>> + Send + '_
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -120,29 +129,42 @@ impl Gateway {
         // Timed only when an access line will be written.
         let started = self.state.access_log.is_some().then(Instant::now);
         let (parts, body) = req.into_parts();
-        if let Some(matched) = route::match_read(&parts.method, parts.uri.path()) {
+        async move {
+            let Some(matched) = route::match_read(&parts.method, parts.uri.path()) else {
+                // Boxed: the relay's state (an upstream exchange) is large, and inline it
+                // would make every request's future, hits included, that large to move.
+                return Box::pin(self.relay(parts, body, conn, started)).await;
+            };
+            // A cached route reads no request body.
+            drop(body);
             let (response, outcome) = cached::serve(&self.state, &parts, matched, conn).await;
             let route = matched.route.name;
             self.access_log(&parts, conn, route, &response, outcome, started);
-            return response;
+            response
         }
+    }
+
+    /// Everything that is not a cacheable read: relayed to the upstream.
+    async fn relay<B>(
+        &self,
+        parts: Parts,
+        body: B,
+        conn: ConnInfo,
+        started: Option<Instant>,
+    ) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         self.state.metrics.passthrough_request();
-        // Boxed: the relay's state (an upstream exchange) is large, and inline it would
-        // make every request's future, hits included, that large to create and move.
         let Some(started) = started else {
-            return Box::pin(passthrough::forward(&self.state, parts, body, conn)).await;
+            return passthrough::forward(&self.state, parts, body, conn).await;
         };
         let logged = parts.clone();
-        let response = Box::pin(passthrough::forward(&self.state, parts, body, conn)).await;
+        let response = passthrough::forward(&self.state, parts, body, conn).await;
         let outcome = Outcome::Passthrough;
-        self.access_log(
-            &logged,
-            conn,
-            "passthrough",
-            &response,
-            outcome,
-            Some(started),
-        );
+        let route = "passthrough";
+        self.access_log(&logged, conn, route, &response, outcome, Some(started));
         response
     }
 
