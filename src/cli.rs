@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Log line format (log.format).
     #[arg(long, env = "POLLGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Redis shared by a fleet of gateways, `redis://` or `rediss://`; turns the fleet tier on
+    /// (fleet.redis_url). The fleet secret comes from fleet.secret_file or POLLGATE_FLEET_SECRET.
+    #[arg(long, env = "POLLGATE_REDIS_URL")]
+    pub redis_url: Option<String>,
 }
 
 impl Cli {
@@ -85,6 +89,9 @@ impl ServeArgs {
             admin_listen: self.admin_listen,
             ttl: self.ttl,
             log_format: self.log_format,
+            redis_url: self.redis_url.clone(),
+            // Read here, not through clap: a secret must never be a flag (flags show in `ps`).
+            fleet_secret: std::env::var_os("POLLGATE_FLEET_SECRET").map(|v| v.into_encoded_bytes()),
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub backoff: BackoffConfig,
     pub log: LogConfig,
+    /// The shared tier; `None` (no `fleet.redis_url`) = one process, moka only.
+    pub fleet: Option<FleetConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +168,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 access_log: true,
             },
+            fleet: None,
         }
     }
 }
@@ -178,6 +181,10 @@ pub struct Overrides {
     pub admin_listen: Option<SocketAddr>,
     pub ttl: Option<Duration>,
     pub log_format: Option<LogFormat>,
+    /// `--redis-url` / `POLLGATE_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// `POLLGATE_FLEET_SECRET`: the fleet key itself (never a flag: flags show in `ps`).
+    pub fleet_secret: Option<Vec<u8>>,
 }
 
 // ---- the file's shape: every key optional, unknown keys rejected ----
@@ -191,6 +198,7 @@ struct FileConfig {
     cache: Option<FileCache>,
     backoff: Option<FileBackoff>,
     log: Option<FileLog>,
+    fleet: Option<FileFleet>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,9 +299,12 @@ impl Config {
             }
             None => FileConfig::default(),
         };
+        let mut file = file;
+        let fleet = file.fleet.take();
         let mut config = Config::default();
         config.apply_file(file)?;
         config.apply_overrides(overrides)?;
+        config.fleet = FleetConfig::build(fleet, overrides)?;
         config.validate()?;
         Ok(config)
     }
@@ -457,6 +468,9 @@ impl Config {
                 "must be at least backoff.default_retry_after",
             ));
         }
+        if let Some(fleet) = &self.fleet {
+            fleet.validate()?;
+        }
         if let Some(path) = &self.upstream.extra_ca_file {
             if !path.is_file() {
                 return Err(invalid(
@@ -490,4 +504,170 @@ fn parse_upstream(key: &'static str, value: &str) -> Result<Uri, ConfigError> {
         return Err(invalid(key, format!("`{value}` must not carry a query")));
     }
     Ok(uri)
+}
+
+// ---- [fleet]: the shared Redis tier (one block, to port onto the new loader as is) ----
+
+/// Least length of the fleet secret, in bytes: a BLAKE3 key's worth.
+pub const MIN_FLEET_SECRET: usize = 32;
+
+/// The fleet-wide key material for credential fingerprints. Never printed.
+#[derive(Clone)]
+pub struct FleetSecret(std::sync::Arc<[u8]>);
+
+impl FleetSecret {
+    pub fn new(bytes: &[u8]) -> Self {
+        FleetSecret(std::sync::Arc::from(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for FleetSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FleetSecret({} bytes, redacted)", self.0.len())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    /// `redis://` or `rediss://` (TLS through rustls).
+    pub redis_url: String,
+    /// Keys credential fingerprints: gateways share entries exactly when they share it.
+    pub secret: FleetSecret,
+    /// Namespace of every Redis key and channel, so several fleets can share one Redis.
+    pub key_prefix: String,
+    /// How long a fill lease lasts without renewal before another gateway may take over.
+    pub lease_ttl: Duration,
+    /// Deadline on every Redis call; a slower Redis counts as failed.
+    pub redis_timeout: Duration,
+    /// Consecutive failed Redis calls that open the breaker.
+    pub breaker_failures: u32,
+    /// How long the breaker keeps Redis out of every request path once open.
+    pub breaker_cooloff: Duration,
+    /// Mean interval of the jittered L2 check a remote waiter makes in case a
+    /// notification was lost.
+    pub fallback_check: Duration,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFleet {
+    redis_url: Option<String>,
+    secret_file: Option<PathBuf>,
+    key_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    lease_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    redis_timeout: Option<Duration>,
+    breaker_failures: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    breaker_cooloff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    fallback_check: Option<Duration>,
+}
+
+impl FleetConfig {
+    /// The tier from the file's `[fleet]` and the overrides; `None` without a Redis URL.
+    fn build(file: Option<FileFleet>, o: &Overrides) -> Result<Option<FleetConfig>, ConfigError> {
+        let file = file.unwrap_or_default();
+        let Some(redis_url) = o.redis_url.clone().or(file.redis_url) else {
+            return Ok(None);
+        };
+        let secret = match (&o.fleet_secret, &file.secret_file) {
+            (Some(bytes), _) => trimmed_secret(bytes, "POLLGATE_FLEET_SECRET")?,
+            (None, Some(path)) => {
+                let bytes = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "fleet.secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                trimmed_secret(&bytes, &path.display().to_string())?
+            }
+            (None, None) => return Err(invalid(
+                "fleet.secret_file",
+                format!(
+                    "required with fleet.redis_url: a file of at least {MIN_FLEET_SECRET} bytes \
+                         shared by every gateway of the fleet (or env POLLGATE_FLEET_SECRET)"
+                ),
+            )),
+        };
+        Ok(Some(FleetConfig {
+            redis_url,
+            secret,
+            key_prefix: file.key_prefix.unwrap_or_else(|| "pollgate".into()),
+            lease_ttl: file.lease_ttl.unwrap_or(Duration::from_secs(2)),
+            redis_timeout: file.redis_timeout.unwrap_or(Duration::from_millis(250)),
+            breaker_failures: file.breaker_failures.unwrap_or(3),
+            breaker_cooloff: file.breaker_cooloff.unwrap_or(Duration::from_secs(2)),
+            fallback_check: file.fallback_check.unwrap_or(Duration::from_millis(250)),
+        }))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        use redis::IntoConnectionInfo;
+        let url = self.redis_url.as_str();
+        if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+            return Err(invalid(
+                "fleet.redis_url",
+                "must start with redis:// or rediss://",
+            ));
+        }
+        if let Err(e) = url.into_connection_info() {
+            // The parse error may echo the URL, password included: name the kind only.
+            return Err(invalid(
+                "fleet.redis_url",
+                format!("not a Redis URL ({:?})", e.kind()),
+            ));
+        }
+        let prefix_ok = !self.key_prefix.is_empty()
+            && self
+                .key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+        if !prefix_ok {
+            return Err(invalid(
+                "fleet.key_prefix",
+                "must be non-empty ASCII letters, digits, '-', '_', '.' or ':' (no hash-tag braces)",
+            ));
+        }
+        for (key, value) in [
+            ("fleet.lease_ttl", self.lease_ttl),
+            ("fleet.redis_timeout", self.redis_timeout),
+            ("fleet.breaker_cooloff", self.breaker_cooloff),
+            ("fleet.fallback_check", self.fallback_check),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        if self.lease_ttl < self.redis_timeout * 2 {
+            return Err(invalid(
+                "fleet.lease_ttl",
+                "must be at least twice fleet.redis_timeout (the holder renews it in time)",
+            ));
+        }
+        if self.breaker_failures == 0 {
+            return Err(invalid("fleet.breaker_failures", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// The secret's bytes with surrounding whitespace trimmed, if long enough.
+fn trimmed_secret(bytes: &[u8], source: &str) -> Result<FleetSecret, ConfigError> {
+    let trimmed = bytes.trim_ascii();
+    if trimmed.len() < MIN_FLEET_SECRET {
+        return Err(invalid(
+            "fleet.secret_file",
+            format!(
+                "the fleet secret from {source} has {} bytes; at least {MIN_FLEET_SECRET} are required",
+                trimmed.len()
+            ),
+        ));
+    }
+    Ok(FleetSecret::new(trimmed))
 }

@@ -130,6 +130,11 @@ impl CacheKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The job (or batch) the page belongs to, for purges by resource.
+    pub fn resource(&self) -> &str {
+        self.0.split('\n').nth(1).unwrap_or("")
+    }
 }
 
 impl fmt::Debug for CacheKey {

@@ -26,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod fleet;
 pub mod items;
 pub mod jobs;
 pub mod key;
