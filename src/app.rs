@@ -11,10 +11,9 @@ use tokio::net::TcpListener;
 use crate::admin::Admin;
 use crate::config::Config;
 use crate::key::FingerprintKey;
-use crate::proxy::Gateway;
+use crate::proxy::{Gateway, SetupError};
 use crate::server::{self, Limits};
 use crate::shutdown::Shutdown;
-use crate::upstream::TlsSetupError;
 
 /// Connections the admin listener serves at once: probes and a scraper need
 /// a handful, and a flood of admin connections must not cost unbounded memory.
@@ -29,8 +28,8 @@ pub struct App {
 
 impl App {
     /// Build the gateway for `config`. `fingerprints` keys credential
-    /// fingerprints ([`FingerprintKey::random`] for one process).
-    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, TlsSetupError> {
+    /// fingerprints ([`FingerprintKey::for_config`]: the fleet's, or random for one process).
+    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, SetupError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);
         let gateway = Gateway::new(config, fingerprints, shutdown.clone())?;

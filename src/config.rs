@@ -531,7 +531,7 @@ impl std::fmt::Debug for FleetSecret {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct FleetConfig {
     /// `redis://` or `rediss://` (TLS through rustls).
     pub redis_url: String,
@@ -550,6 +550,28 @@ pub struct FleetConfig {
     /// Mean interval of the jittered L2 check a remote waiter makes in case a
     /// notification was lost.
     pub fallback_check: Duration,
+}
+
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show everything but it.
+        let url = match (self.redis_url.find("://"), self.redis_url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://***{}", &self.redis_url[..scheme], &self.redis_url[at..])
+            }
+            _ => self.redis_url.clone(),
+        };
+        f.debug_struct("FleetConfig")
+            .field("redis_url", &url)
+            .field("secret", &self.secret)
+            .field("key_prefix", &self.key_prefix)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("redis_timeout", &self.redis_timeout)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooloff", &self.breaker_cooloff)
+            .field("fallback_check", &self.fallback_check)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -44,6 +44,7 @@ async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         upstream = %config.upstream.url,
+        fleet = config.fleet.is_some(),
         ttl_ms = config.cache.ttl.as_millis() as u64,
         config = ?args.config_path(),
         "pollgate started"
@@ -54,8 +55,8 @@ async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
             "the admin listener has no authentication and can purge the cache: keep it on a private interface"
         );
     }
-    let app =
-        App::new(config, FingerprintKey::random()).context("cannot set up the upstream client")?;
+    let fingerprints = FingerprintKey::for_config(&config);
+    let app = App::new(config, fingerprints).context("cannot start the gateway")?;
     app.shutdown().trigger_on(shutdown_signal());
     app.serve(listener, Some(admin)).await?;
     Ok(())

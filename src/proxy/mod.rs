@@ -27,6 +27,7 @@ use crate::body::{BoxError, ResponseBody};
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::conn::ConnInfo;
+use crate::fleet::{Fleet, FleetError};
 use crate::items::match_items_path;
 use crate::jobs::JobTracker;
 use crate::key::FingerprintKey;
@@ -36,12 +37,23 @@ use crate::shield::Shield;
 use crate::shutdown::Shutdown;
 use crate::upstream::{TlsSetupError, Upstream};
 
+/// Why a gateway could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("cannot set up the upstream client")]
+    Tls(#[from] TlsSetupError),
+    #[error("cannot set up the fleet tier")]
+    Fleet(#[from] FleetError),
+}
+
 /// Everything a request needs, shared by all connections.
 struct State {
     config: Config,
     upstream: Upstream,
     cache: Cache,
     shield: Arc<Shield>,
+    /// The fleet this gateway shares its cache and shield with, with `[fleet]`.
+    fleet: Option<Arc<Fleet>>,
     jobs: JobTracker,
     metrics: Arc<Metrics>,
     fingerprints: FingerprintKey,
@@ -58,20 +70,34 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway for `config`, fingerprinting credentials with `fingerprints`
     /// (random per process unless a fleet shares one), answering held requests
-    /// at once when `shutdown` triggers.
+    /// at once when `shutdown` triggers. With `[fleet]`, it starts the fleet's
+    /// connections (lazily: Redis need not be up), so it must run inside a tokio runtime.
     pub fn new(
         config: Config,
         fingerprints: FingerprintKey,
         shutdown: Shutdown,
-    ) -> Result<Self, TlsSetupError> {
+    ) -> Result<Self, SetupError> {
         let metrics = Arc::new(Metrics::new());
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
+        let rate = config.upstream.max_requests_per_second;
+        let fleet = match &config.fleet {
+            Some(f) => Some(Fleet::start(f, metrics.clone(), &shutdown)?),
+            None => None,
+        };
+        let (cache, shield) = match &fleet {
+            Some(fleet) => (
+                Cache::with_fleet(&config.cache, fleet.clone(), metrics.clone()),
+                Shield::with_fleet(config.backoff.clone(), rate, fleet.clone()),
+            ),
+            None => (
+                Cache::new(&config.cache),
+                Arc::new(Shield::new(config.backoff.clone(), rate)),
+            ),
+        };
         let state = State {
-            cache: Cache::new(&config.cache),
-            shield: Arc::new(Shield::new(
-                config.backoff.clone(),
-                config.upstream.max_requests_per_second,
-            )),
+            cache,
+            shield,
+            fleet,
             jobs: JobTracker::default(),
             fingerprints,
             shutdown,
@@ -149,9 +175,14 @@ impl Control for Gateway {
 
     fn readiness(&self) -> Readiness {
         let draining = self.state.shutdown.is_triggered();
+        let mut body = serde_json::json!({ "status": if draining { "draining" } else { "ready" } });
+        // A fleet without Redis still serves (as a single gateway): shown, never "not ready".
+        if let Some(fleet) = &self.state.fleet {
+            body["fleet"] = fleet.status();
+        }
         Readiness {
             ready: !draining,
-            body: serde_json::json!({ "status": if draining { "draining" } else { "ready" } }),
+            body,
         }
     }
 
