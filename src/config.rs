@@ -557,7 +557,11 @@ impl std::fmt::Debug for FleetConfig {
         // The URL may carry a password: show everything but it.
         let url = match (self.redis_url.find("://"), self.redis_url.rfind('@')) {
             (Some(scheme), Some(at)) if at > scheme => {
-                format!("{}://***{}", &self.redis_url[..scheme], &self.redis_url[at..])
+                format!(
+                    "{}://***{}",
+                    &self.redis_url[..scheme],
+                    &self.redis_url[at..]
+                )
             }
             _ => self.redis_url.clone(),
         };
@@ -609,13 +613,15 @@ impl FleetConfig {
                 })?;
                 trimmed_secret(&bytes, &path.display().to_string())?
             }
-            (None, None) => return Err(invalid(
-                "fleet.secret_file",
-                format!(
+            (None, None) => {
+                return Err(invalid(
+                    "fleet.secret_file",
+                    format!(
                     "required with fleet.redis_url: a file of at least {MIN_FLEET_SECRET} bytes \
                          shared by every gateway of the fleet (or env POLLGATE_FLEET_SECRET)"
                 ),
-            )),
+                ))
+            }
         };
         Ok(Some(FleetConfig {
             redis_url,

@@ -211,8 +211,16 @@ mod tests {
         assert_ne!(a, other_process);
         let h = headers(&[("authorization", "Bearer a")]);
         let fleet = |s: &[u8]| FingerprintKey::from_fleet_secret(s).credential(&h);
-        assert_eq!(fleet(&[7; 32]), fleet(&[7; 32]), "one secret, one fingerprint");
-        assert_ne!(fleet(&[7; 32]), fleet(&[8; 32]), "other secrets never share");
+        assert_eq!(
+            fleet(&[7; 32]),
+            fleet(&[7; 32]),
+            "one secret, one fingerprint"
+        );
+        assert_ne!(
+            fleet(&[7; 32]),
+            fleet(&[8; 32]),
+            "other secrets never share"
+        );
         let a = a.expect("cred");
         assert_eq!(Credential::from_hex(&a.to_string()), Some(a));
         assert_eq!(Credential::from_hex("zz"), None);

@@ -53,7 +53,9 @@ impl Remote {
     fn to_wire(self) -> String {
         match self {
             Remote::Backoff(c, until) => {
-                let ms = until.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+                let ms = until
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis());
                 format!("backoff {c} {ms}")
             }
             Remote::Clear(c) => format!("clear {c}"),
@@ -109,7 +111,11 @@ impl FleetShield {
     }
 
     /// Claim the one fleet-wide probe of `credential` for `hold`. `Ok(false)`: another gateway probes.
-    pub async fn claim_probe(&self, credential: &Credential, hold: Duration) -> Result<bool, FleetError> {
+    pub async fn claim_probe(
+        &self,
+        credential: &Credential,
+        hold: Duration,
+    ) -> Result<bool, FleetError> {
         let key = self.fleet.keys().probe(credential);
         let origin = self.fleet.origin().to_owned();
         let ms = u64::try_from(hold.as_millis()).unwrap_or(u64::MAX);

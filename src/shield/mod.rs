@@ -275,7 +275,10 @@ impl Shield {
 }
 
 /// Apply the fleet's announcements to the local back-offs.
-async fn listen(shield: std::sync::Weak<Shield>, mut control: tokio::sync::broadcast::Receiver<Control>) {
+async fn listen(
+    shield: std::sync::Weak<Shield>,
+    mut control: tokio::sync::broadcast::Receiver<Control>,
+) {
     use tokio::sync::broadcast::error::RecvError;
     loop {
         let text = match control.recv().await {
@@ -375,7 +378,10 @@ mod tests {
             Gate::Probe(p) => p,
             _ => panic!("expected the probe"),
         };
-        assert!(matches!(s.gate(&a).await, Gate::Closed(_)), "only one probe");
+        assert!(
+            matches!(s.gate(&a).await, Gate::Closed(_)),
+            "only one probe"
+        );
         drop(probe);
         assert!(
             matches!(s.gate(&a).await, Gate::Probe(_)),

@@ -1,6 +1,9 @@
 //! Test harness: a real simulated upstream and a real gateway on 127.0.0.1 ephemeral ports.
 #![allow(dead_code, unused_imports)]
 
+pub mod fleet;
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -77,7 +80,8 @@ impl Harness {
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
-        let app = App::new(config, FingerprintKey::random()).expect("gateway");
+        let fingerprints = FingerprintKey::for_config(&config);
+        let app = App::new(config, fingerprints).expect("gateway");
         let gateway = app.gateway().clone();
         let (tx, rx) = oneshot::channel::<()>();
         app.shutdown().trigger_on(async move {

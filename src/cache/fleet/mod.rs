@@ -26,13 +26,14 @@
 mod codec;
 mod scripts;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::flight::{FlightOutcome, FlightResult};
@@ -125,6 +126,24 @@ pub struct Shared {
     wait_timeout: Duration,
     /// The fleet's purge sequence as last seen, to tell whether purges were missed.
     purge_seq: AtomicU64,
+    /// L2 reads in flight, by key: a burst of L1 misses is one Redis read, not one each.
+    reads: Mutex<HashMap<CacheKey, watch::Receiver<Option<Option<Arc<Entry>>>>>>,
+}
+
+/// Removes a read from the in-flight map however the reading request ends.
+struct ReadDone<'a> {
+    shared: &'a Shared,
+    key: &'a CacheKey,
+}
+
+impl Drop for ReadDone<'_> {
+    fn drop(&mut self) {
+        self.shared
+            .reads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(self.key);
+    }
 }
 
 fn int(v: &redis::Value) -> Option<i64> {
@@ -166,6 +185,7 @@ impl Shared {
             metrics,
             wait_timeout,
             purge_seq: AtomicU64::new(0),
+            reads: Mutex::default(),
         });
         let control = shared.fleet.bus().control();
         tokio::spawn(listen(Arc::downgrade(&shared), control));
@@ -202,7 +222,38 @@ impl Shared {
     }
 
     /// The page under `key` in L2 (fresh or stale), unless purged or unreadable.
+    /// Concurrent reads of one key share one Redis call.
     pub async fn read(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let joined = {
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            match reads.get(key) {
+                Some(rx) => Err(rx.clone()),
+                None => {
+                    let (tx, rx) = watch::channel(None);
+                    reads.insert(key.clone(), rx);
+                    Ok(tx)
+                }
+            }
+        };
+        match joined {
+            Ok(tx) => {
+                let _done = ReadDone { shared: self, key };
+                let entry = self.read_now(key).await;
+                let _ = tx.send(Some(entry.clone()));
+                entry
+            }
+            Err(mut rx) => {
+                // The reader's own call is bounded by the Redis deadline; a vanished reader is a miss.
+                let wait = self.fleet.config().redis_timeout * 2;
+                match tokio::time::timeout(wait, rx.wait_for(Option::is_some)).await {
+                    Ok(Ok(found)) => found.clone().flatten(),
+                    _ => None,
+                }
+            }
+        }
+    }
+
+    async fn read_now(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         let (page, epochs) = self.names(key);
         let inv = Self::invocation(&scripts::READ, &page, &epochs);
         let data = self

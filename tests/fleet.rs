@@ -1,0 +1,143 @@
+//! The fleet tier end to end: three gateways, one private Redis, one simulated upstream.
+
+mod common;
+
+use std::time::Duration;
+
+use common::fleet::{fleet_state, Fleet, SECRET};
+use common::*;
+use http::{Method, StatusCode};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_burst_over_three_gateways_is_one_upstream_request() {
+    let f = Fleet::start(3, |_| {}).await;
+    // The one fetch is still in flight while the burst arrives everywhere.
+    f.sim.set_latency(Duration::from_millis(100));
+    let path = items_path(JOB_A, "limit=10");
+    let tasks: Vec<_> = (0..300)
+        .map(|i| spawn_get(&f.gateways[i % 3], &path, TOKEN_A, &[]))
+        .collect();
+    let mut bodies = std::collections::HashSet::new();
+    for t in tasks {
+        let (res, _) = t.await.expect("task");
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        bodies.insert(res.body);
+    }
+    assert_eq!(bodies.len(), 1, "everyone got the one page");
+    let mut errors = 0.0;
+    for g in &f.gateways {
+        errors += g.metric("pollgate_fleet_l2_errors_total").await;
+    }
+    assert_eq!(
+        f.upstream_items(JOB_A),
+        1,
+        "one upstream request for the fleet (Redis errors: {errors})"
+    );
+    let waited: f64 = {
+        let mut sum = 0.0;
+        for g in &f.gateways {
+            sum += g.metric("pollgate_fleet_leases_waited_total").await;
+        }
+        sum
+    };
+    let acquired = f.gateways[0]
+        .metric("pollgate_fleet_leases_acquired_total")
+        .await
+        + f.gateways[1]
+            .metric("pollgate_fleet_leases_acquired_total")
+            .await
+        + f.gateways[2]
+            .metric("pollgate_fleet_leases_acquired_total")
+            .await;
+    assert_eq!(acquired, 1.0, "one lease");
+    assert!(
+        waited >= 1.0,
+        "the other gateways waited on it (waited {waited})"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_cached_via_one_gateway_is_a_hit_on_the_others() {
+    let f = Fleet::start(3, |_| {}).await;
+    let path = items_path(JOB_A, "limit=5");
+    let first = f.gateways[0].get(&path, Some(TOKEN_A)).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.cache_status(), "pollgate; fwd=miss; stored");
+    for g in &f.gateways[1..] {
+        let res = g.get(&path, Some(TOKEN_A)).await;
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(
+            res.cache_status().starts_with("pollgate; hit"),
+            "{}",
+            res.cache_status()
+        );
+        assert_eq!(res.body, first.body);
+        assert_eq!(
+            res.header("etag"),
+            first.header("etag"),
+            "same entry, same validator"
+        );
+        assert!(res.header("age").is_some());
+        assert_eq!(g.metric("pollgate_fleet_l2_hits_total").await, 1.0);
+    }
+    // The next hit is L1's: no Redis round trip.
+    let again = f.gateways[1].get(&path, Some(TOKEN_A)).await;
+    assert!(again.cache_status().starts_with("pollgate; hit"));
+    assert_eq!(
+        f.gateways[1].metric("pollgate_fleet_l2_hits_total").await,
+        1.0
+    );
+    assert_eq!(f.upstream_items(JOB_A), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_stay_apart_across_gateways() {
+    let f = Fleet::start(3, |_| {}).await;
+    let path = items_path(JOB_A, "limit=5");
+    let a = f.gateways[0].get(&path, Some(TOKEN_A)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let b = f.gateways[1].get(&path, Some(TOKEN_B)).await;
+    assert_eq!(b.status, StatusCode::NOT_FOUND, "B is not served A's page");
+    assert!(!b.cache_status().contains("hit"), "{}", b.cache_status());
+    let seen = upstream_item_requests(&f.sim, JOB_A);
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].token.as_deref(), Some(TOKEN_B));
+    // B's own page on a third gateway is B's, and a hit for B afterwards.
+    let pb = items_path(JOB_B, "limit=5");
+    let b1 = f.gateways[2].get(&pb, Some(TOKEN_B)).await;
+    assert_eq!(b1.status, StatusCode::OK);
+    let a_on_b = f.gateways[0].get(&pb, Some(TOKEN_A)).await;
+    assert_eq!(a_on_b.status, StatusCode::NOT_FOUND);
+    let b2 = f.gateways[0].get(&pb, Some(TOKEN_B)).await;
+    assert!(b2.cache_status().starts_with("pollgate; hit"));
+    assert_eq!(b2.body, b1.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_with_other_secrets_never_share() {
+    let f = Fleet::start(1, |_| {}).await;
+    let other = Fleet::gateway(
+        &f.redis,
+        &f.sim,
+        f.upstream,
+        b"another-fleet-secret-entirely-0123456789",
+        &|_| {},
+    )
+    .await;
+    assert!(common::fleet::shared(&other).await);
+    let path = items_path(JOB_A, "limit=5");
+    let a = f.gateways[0].get(&path, Some(TOKEN_A)).await;
+    assert_eq!(a.cache_status(), "pollgate; fwd=miss; stored");
+    let b = other.get(&path, Some(TOKEN_A)).await;
+    assert_eq!(b.status, StatusCode::OK);
+    assert_eq!(
+        b.cache_status(),
+        "pollgate; fwd=miss; stored",
+        "not the other fleet's page"
+    );
+    assert_eq!(f.upstream_items(JOB_A), 2);
+    assert_eq!(other.metric("pollgate_fleet_l2_hits_total").await, 0.0);
+    let _ = SECRET;
+    let _ = fleet_state;
+    let _ = Method::GET;
+}
