@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http::{header, HeaderMap, HeaderValue};
-use pollgate::items::canonicalize;
 use pollgate::key::{CacheKey, FingerprintKey};
+use pollgate::route::{canonicalize, ROUTES};
 
 const JOB: &str = "job-a-running";
 
 /// What the route does with one raw query; returns a size so nothing is optimized away.
 fn route_query(fp: &FingerprintKey, headers: &HeaderMap, raw: &str) -> usize {
-    match canonicalize(Some(raw)) {
+    match canonicalize(ROUTES[0].params, Some(raw)) {
         Ok(q) => {
             let cred = fp.credential(headers).expect("credential");
-            CacheKey::new(&cred, JOB, q.as_str(), &[], headers)
+            CacheKey::new(&cred, "items", JOB, &q, &[], headers)
                 .as_str()
                 .len()
         }
@@ -75,7 +75,7 @@ fn bench_query(c: &mut Criterion) {
     // Sanity, outside the timed loops: the cases are what their names say.
     let all = cases();
     for (name, raw) in &all {
-        let valid = canonicalize(Some(raw)).is_ok();
+        let valid = canonicalize(ROUTES[0].params, Some(raw)).is_ok();
         assert_eq!(valid, !name.starts_with("invalid_422"), "{name}");
     }
 
@@ -98,15 +98,15 @@ fn bench_query(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(3));
     let raw = "limit=100&offset=200&status=completed";
     g.bench_function("canonicalize", |b| {
-        b.iter(|| canonicalize(Some(black_box(raw))).expect("valid"))
+        b.iter(|| canonicalize(ROUTES[0].params, Some(black_box(raw))).expect("valid"))
     });
     g.bench_function("credential_fingerprint", |b| {
         b.iter(|| fp.credential(black_box(&headers)).expect("credential"))
     });
-    let q = canonicalize(Some(raw)).expect("valid");
+    let q = canonicalize(ROUTES[0].params, Some(raw)).expect("valid");
     let cred = fp.credential(&headers).expect("credential");
     g.bench_function("cache_key_new", |b| {
-        b.iter(|| CacheKey::new(black_box(&cred), JOB, black_box(q.as_str()), &[], &headers))
+        b.iter(|| CacheKey::new(black_box(&cred), "items", JOB, black_box(&q), &[], &headers))
     });
     g.finish();
 }

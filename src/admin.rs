@@ -23,12 +23,20 @@ pub struct Readiness {
     pub body: serde_json::Value,
 }
 
+/// Which cached pages an admin purge removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurgeTarget<'a> {
+    All,
+    /// Every credential's pages of one v1 job (items and status).
+    Job(&'a str),
+    /// Every credential's pages of one v2 batch.
+    Batch(&'a str),
+}
+
 /// What the admin API may ask of the gateway.
 pub trait Control: Send + Sync + 'static {
-    /// Forget every cached page.
-    fn purge_all(&self) -> impl Future<Output = ()> + Send;
-    /// Forget every credential's cached pages of one job.
-    fn purge_job(&self, job: &str) -> impl Future<Output = ()> + Send;
+    /// Forget the cached pages `target` names.
+    fn purge(&self, target: PurgeTarget<'_>) -> impl Future<Output = ()> + Send;
     fn readiness(&self) -> Readiness;
     /// The Prometheus text exposition, with state gauges read now.
     fn metrics_text(&self) -> impl Future<Output = String> + Send;
@@ -90,20 +98,29 @@ impl<C: Control> Admin<C> {
                 res
             }
             (&Method::DELETE, "/cache") => {
-                self.control.purge_all().await;
+                self.control.purge(PurgeTarget::All).await;
                 tracing::info!("admin purge: all entries");
                 json(StatusCode::OK, Bytes::from_static(b"{\"purged\":\"all\"}"))
             }
-            (&Method::DELETE, p) if p.starts_with("/cache/jobs/") => {
-                let job = &p["/cache/jobs/".len()..];
-                if job.is_empty() || job.contains('/') {
-                    return json(StatusCode::NOT_FOUND, detail_json("no such job path"));
-                }
-                self.control.purge_job(job).await;
-                tracing::info!(job, "admin purge: job");
+            (&Method::DELETE, p) if p.starts_with("/cache/") => {
+                let (kind, id) = match p["/cache/".len()..].split_once('/') {
+                    Some((kind @ ("jobs" | "batches"), id))
+                        if !id.is_empty() && !id.contains('/') =>
+                    {
+                        (kind, id)
+                    }
+                    _ => return json(StatusCode::NOT_FOUND, detail_json("no such purge path")),
+                };
+                let (target, kind) = if kind == "jobs" {
+                    (PurgeTarget::Job(id), "job")
+                } else {
+                    (PurgeTarget::Batch(id), "batch")
+                };
+                self.control.purge(target).await;
+                tracing::info!(kind, id, "admin purge");
                 json(
                     StatusCode::OK,
-                    Bytes::from(serde_json::json!({ "purged": job }).to_string()),
+                    Bytes::from(serde_json::json!({ "purged": id, "kind": kind }).to_string()),
                 )
             }
             (_, "/healthz" | "/readyz" | "/metrics" | "/cache") => json(

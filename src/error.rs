@@ -16,7 +16,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::body::{full, ResponseBody};
 use crate::cache::CacheError;
-use crate::items::QueryRejection;
+use crate::route::QueryRejection;
 use crate::upstream::UpstreamError;
 
 /// Everything that ends a request with an error response produced by pollgate itself.

@@ -8,26 +8,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
-
 /// How many finished jobs are remembered, and for how long.
 const MAX_TRACKED_JOBS: u64 = 100_000;
 const REMEMBER_FOR: Duration = Duration::from_secs(24 * 3600);
-
-#[derive(Deserialize)]
-struct StatusBody {
-    job: JobBody,
-}
-
-#[derive(Deserialize)]
-struct JobBody {
-    status: String,
-}
-
-/// Statuses after which a job's items no longer change.
-pub fn is_terminal_status(status: &str) -> bool {
-    matches!(status, "completed" | "failed" | "cancelled")
-}
 
 pub struct JobTracker {
     terminal: moka::sync::Cache<Arc<str>, ()>,
@@ -49,16 +32,13 @@ impl JobTracker {
         self.terminal.contains_key(job)
     }
 
-    /// Learn from a job-status response body (`{"job": {"status": ...}}`).
-    /// Returns the status read, if the body had one.
-    pub fn observe_status(&self, job: &str, body: &[u8]) -> Option<String> {
-        let parsed: StatusBody = serde_json::from_slice(body).ok()?;
-        if is_terminal_status(&parsed.job.status) {
+    /// Record what a job-status response said about `job`.
+    pub fn observe(&self, job: &str, terminal: bool) {
+        if terminal {
             self.terminal.insert(Arc::from(job), ());
         } else {
             self.terminal.invalidate(job);
         }
-        Some(parsed.job.status)
     }
 }
 
@@ -67,17 +47,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn learns_terminal_jobs() {
+    fn learns_and_unlearns_terminal_jobs() {
         let t = JobTracker::default();
         assert!(!t.is_terminal("j"));
-        t.observe_status(
-            "j",
-            br#"{"job":{"id":"j","status":"running"},"progress_percentage":1.0}"#,
-        );
+        t.observe("j", true);
+        assert!(t.is_terminal("j"));
+        t.observe("j", false);
         assert!(!t.is_terminal("j"));
-        t.observe_status("j", br#"{"job":{"id":"j","status":"completed"}}"#);
-        assert!(t.is_terminal("j"));
-        assert_eq!(t.observe_status("j", b"not json"), None);
-        assert!(t.is_terminal("j"));
     }
 }

@@ -1,13 +1,15 @@
-//! Credential fingerprints and cache keys: tenancy by construction.
+//! Credential fingerprints, cache keys and the resources pages belong to: tenancy by construction.
 //!
 //! A cache key always starts with the fingerprint of the credential that
 //! fetched the entry, so one tenant's pages can never be found by another's
 //! request, and the coalescing map is keyed the same way, so in-flight fetches
 //! are never shared across credentials either. The fingerprint is a keyed
-//! BLAKE3 hash with a per-process random key: tokens never appear in keys,
-//! logs or metrics, and fingerprints cannot be precomputed offline.
+//! BLAKE3 hash whose key the caller supplies (random per process unless a fleet
+//! shares one): tokens never appear in keys, logs or metrics, and fingerprints
+//! cannot be precomputed offline.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::{header, HeaderMap, HeaderName};
 
@@ -22,8 +24,14 @@ impl fmt::Debug for FingerprintKey {
 }
 
 impl FingerprintKey {
+    /// A key of this process alone: fingerprints mean nothing to any other process.
     pub fn random() -> Self {
         FingerprintKey(rand::random())
+    }
+
+    /// A key shared by every process that holds the same secret.
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        FingerprintKey(key)
     }
 
     /// The key every gateway of a fleet derives from the shared secret, so they
@@ -127,25 +135,61 @@ impl fmt::Debug for Credential {
     }
 }
 
-/// Identity of one cacheable response: credential, job, canonical query and
-/// the values of the configured `vary_headers`. Built once per request without
-/// a second copy; cloned only on the miss path.
+/// What a job or batch id names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Job,
+    Batch,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Job => "job",
+            ResourceKind::Batch => "batch",
+        }
+    }
+}
+
+/// The job or batch a cached page belongs to, for purges.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ResourceId {
+    pub kind: ResourceKind,
+    /// Exactly as in the path.
+    pub id: Arc<str>,
+}
+
+impl ResourceId {
+    pub fn new(kind: ResourceKind, id: &str) -> Self {
+        ResourceId {
+            kind,
+            id: Arc::from(id),
+        }
+    }
+}
+
+/// Identity of one cacheable response: credential, route, job or batch id,
+/// canonical query and the values of the configured `vary_headers`. Built
+/// once per request without a second copy; cloned only on the miss path.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey(Box<str>);
 
 impl CacheKey {
     pub fn new(
         credential: &Credential,
-        job: &str,
+        route: &str,
+        id: &str,
         query: &str,
         vary: &[HeaderName],
         headers: &HeaderMap,
     ) -> CacheKey {
-        let mut text = String::with_capacity(34 + job.len() + query.len());
+        let mut text = String::with_capacity(36 + route.len() + id.len() + query.len());
         // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
         credential.push_hex(&mut text);
         text.push('\n');
-        text.push_str(job);
+        text.push_str(route);
+        text.push('\n');
+        text.push_str(id);
         text.push('\n');
         text.push_str(query);
         for name in vary {
@@ -162,9 +206,14 @@ impl CacheKey {
         &self.0
     }
 
-    /// The job (or batch) the page belongs to, for purges by resource.
-    pub fn resource(&self) -> &str {
+    /// The route's name, as given to [`CacheKey::new`].
+    pub fn route(&self) -> &str {
         self.0.split('\n').nth(1).unwrap_or("")
+    }
+
+    /// The job or batch id, as given to [`CacheKey::new`] (empty for a list route).
+    pub fn id(&self) -> &str {
+        self.0.split('\n').nth(2).unwrap_or("")
     }
 }
 
@@ -231,7 +280,7 @@ mod tests {
         let key = FingerprintKey::random();
         let h = headers(&[("authorization", "Bearer sk-secret-token")]);
         let cred = key.credential(&h).expect("credential");
-        let k = CacheKey::new(&cred, "job", "limit=5", &[], &h);
+        let k = CacheKey::new(&cred, "items", "job", "limit=5", &[], &h);
         assert!(!k.as_str().contains("sk-secret"));
         assert!(!format!("{cred} {cred:?} {k:?}").contains("sk-secret"));
     }

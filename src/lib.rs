@@ -4,10 +4,12 @@
 //! URL. A request travels:
 //! 1. [`server`] accepts it (connection limit, header timeout and size bound)
 //!    and hands it, with its [`conn::ConnInfo`], to the flow;
-//! 2. [`proxy`] routes it: `GET|HEAD /api/v1/beta/batch-processing/{job}/items`
-//!    is the cacheable route, everything else is relayed as is;
-//! 3. [`items`] validates the query (422 at the edge) and canonicalizes it;
-//!    [`key`] keys it by the credential's fingerprint, the job and the query;
+//! 2. [`proxy`] routes it: a `GET`/`HEAD` matching an entry of the [`route`]
+//!    table (v1 items and job status, v2 batch and batch list) is cacheable,
+//!    everything else is relayed as is;
+//! 3. the route's query schema validates the query (422 at the edge) and
+//!    canonicalizes it; [`key`] keys it by the credential's fingerprint, the
+//!    route, the job or batch id and the query;
 //! 4. [`cache`] answers from memory, or one detached fill per key goes
 //!    upstream through [`upstream`], gated per credential by [`shield`];
 //! 5. [`outcome`] names how the request was answered (the `Cache-Status`
@@ -27,12 +29,12 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod fleet;
-pub mod items;
 pub mod jobs;
 pub mod key;
 pub mod metrics;
 pub mod outcome;
 pub mod proxy;
+pub mod route;
 pub mod server;
 pub mod shield;
 pub mod shutdown;

@@ -54,7 +54,8 @@ struct ReasonLabels {
 
 pub struct Metrics {
     registry: Registry,
-    items: [Counter; ResultLabel::ALL.len()],
+    /// Per cacheable route (in route-table order), per result.
+    routes: Vec<[Counter; ResultLabel::ALL.len()]>,
     passthrough: Counter,
     upstream: Family<StatusLabels, Counter>,
     upstream_latency: Histogram,
@@ -186,14 +187,9 @@ impl FleetMetrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    pub fn new() -> Self {
+    /// Metrics for a gateway whose cacheable routes are named `routes` (route-table order).
+    pub fn new(routes: &[&'static str]) -> Self {
         let mut registry = Registry::with_prefix("pollgate");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -201,17 +197,19 @@ impl Metrics {
             "Client requests by route and how they were answered",
             requests.clone(),
         );
-        // Every outcome but `Passthrough` can answer the item route; that one slot
+        // Every result but `Passthrough` can answer a cacheable route; that one slot
         // is a detached counter, so no impossible series is exported.
-        let items = ResultLabel::ALL.map(|result| match result {
-            ResultLabel::Passthrough => Counter::default(),
-            result => requests
-                .get_or_create(&RequestLabels {
-                    route: "items",
-                    result,
+        let routes = routes
+            .iter()
+            .map(|&route| {
+                ResultLabel::ALL.map(|result| match result {
+                    ResultLabel::Passthrough => Counter::default(),
+                    result => requests
+                        .get_or_create(&RequestLabels { route, result })
+                        .clone(),
                 })
-                .clone(),
-        });
+            })
+            .collect();
         let passthrough = requests
             .get_or_create(&RequestLabels {
                 route: "passthrough",
@@ -240,7 +238,7 @@ impl Metrics {
             .map(|reason| stale_family.get_or_create(&ReasonLabels { reason }).clone());
 
         let m = Metrics {
-            items,
+            routes,
             passthrough,
             upstream,
             upstream_latency,
@@ -332,11 +330,14 @@ impl Metrics {
         m
     }
 
-    /// Count one request of a cacheable route by how it was answered (and with what status).
-    pub fn cached_route_request(&self, outcome: &Outcome, status: http::StatusCode) {
+    /// Count one request of cacheable route number `route` (route-table order) by how
+    /// it was answered (and with what status).
+    pub fn cached_route_request(&self, route: usize, outcome: &Outcome, status: http::StatusCode) {
         let result = outcome.result();
         // `ALL` lists the variants in declaration order, so the discriminant is the index.
-        self.items[result as usize].inc();
+        if let Some(counters) = self.routes.get(route) {
+            counters[result as usize].inc();
+        }
         if result.without_upstream() {
             self.without_upstream.inc();
         }

@@ -32,11 +32,14 @@ fn item_requests_of(sim: &SimUpstream, token: &str) -> usize {
         .count()
 }
 
-/// Item-list requests that reached the upstream for exactly this job and (canonical) query.
+/// Item-list requests that reached the upstream for exactly this job and query
+/// (compared in canonical form, which is what pollgate sends).
 fn key_requests(sim: &SimUpstream, job: &str, query: &str) -> usize {
+    let items = &pollgate::route::ROUTES[0];
+    let canonical = pollgate::route::canonicalize(items.params, Some(query)).expect("valid query");
     upstream_item_requests(sim, job)
         .iter()
-        .filter(|r| r.query.as_deref() == Some(query))
+        .filter(|r| r.query.as_deref() == Some(canonical.as_str()))
         .count()
 }
 

@@ -1,14 +1,20 @@
-//! The simulated world: tenants, jobs and their items, and how they render as JSON.
+//! The simulated world of the v1 routes: tenants, batch jobs and their items, and how they render
+//! as the SDK's models (`BatchGetStatusResponse`, `BatchCancelResponse`, `JobItemListResponse` of
+//! `llama-cloud` 2.13) describe them.
 //!
 //! Item content is a pure function of (job, index, item status, job revision), so pages are
 //! deterministic and cheap to render without storing 2,500 pre-rendered items per job. Only the
 //! per-item status is stored, because cancelling and [`crate::SimUpstream::mutate_job`] change it.
+//!
+//! An item's `job_id` is the id of the item's own processing job (the SDK documents it as "Job ID
+//! for the underlying processing job (links to parse/extract job results)"), not the batch job's:
+//! it is null until the item starts.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
 /// Fixed creation instant of every simulated job (2025-06-01T08:00:00Z), so bodies are reproducible.
-const BASE_EPOCH_SECS: u64 = 1_748_764_800;
+pub(crate) const BASE_EPOCH_SECS: u64 = 1_748_764_800;
 /// Seconds between consecutive items' start times; spreads timestamps like a real queue drains.
 const ITEM_SPACING_SECS: u64 = 7;
 
@@ -47,6 +53,14 @@ impl JobStatus {
             "cancelled" => JobStatus::Cancelled,
             _ => return None,
         })
+    }
+
+    /// Completed, failed or cancelled: nothing will change any more.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
     }
 }
 
@@ -140,6 +154,8 @@ fn initial_item_status(status: JobStatus, i: usize, n: usize) -> ItemStatus {
 pub struct Job {
     pub id: String,
     pub tenant: String,
+    /// The tenant's project, which the status body names.
+    pub project_id: String,
     pub status: JobStatus,
     pub items: Vec<ItemStatus>,
     /// Bumped on every change to item content; shifts `effective_at` so every page body changes.
@@ -160,6 +176,7 @@ impl Job {
         Job {
             id: id.to_owned(),
             tenant: tenant.to_owned(),
+            project_id: crate::tenants::TenantScope::of(tenant).project_id,
             status,
             items: (0..items)
                 .map(|i| initial_item_status(status, i, items))
@@ -182,38 +199,87 @@ impl Job {
         self.revision += 1;
     }
 
-    /// Cancels the job and every item not yet finished.
-    pub fn cancel(&mut self) {
+    /// Cancels the job and every item not yet finished; returns whether anything changed. A
+    /// finished job stays as it is (the real API's answer there is not documented; see the README).
+    pub fn cancel(&mut self) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
         self.status = JobStatus::Cancelled;
         for st in self.items.iter_mut().filter(|s| !s.is_terminal()) {
             *st = ItemStatus::Cancelled;
         }
         self.revision += 1;
+        true
     }
 
-    /// The `get_status` body.
+    fn count(&self, want: ItemStatus) -> usize {
+        self.items.iter().filter(|s| **s == want).count()
+    }
+
+    /// Items completed, failed or skipped.
+    fn processed(&self) -> usize {
+        self.count(ItemStatus::Completed)
+            + self.count(ItemStatus::Failed)
+            + self.count(ItemStatus::Skipped)
+    }
+
+    /// The `get_status` body (`BatchJobStatusResponse`): every field the SDK's `Job` model
+    /// requires (`id`, `job_type`, `project_id`, `status`, `total_items`) and the usual optional
+    /// ones.
     pub fn render_status(&self) -> Vec<u8> {
-        let count = |want: ItemStatus| self.items.iter().filter(|s| **s == want).count();
-        let failed = count(ItemStatus::Failed);
-        let skipped = count(ItemStatus::Skipped);
-        let processed = count(ItemStatus::Completed) + failed + skipped;
         let total = self.items.len();
+        let processed = self.processed();
         let progress = if total == 0 {
             0.0
         } else {
             processed as f64 * 100.0 / total as f64
         };
+        let started = !matches!(self.status, JobStatus::Pending | JobStatus::Dispatched);
+        let time = |secs: u64| format_rfc3339(secs, 0);
+        let changed = BASE_EPOCH_SECS + 60 + self.revision;
         let body = serde_json::json!({
             "job": {
                 "id": self.id,
+                "job_type": "parse",
+                "project_id": self.project_id,
                 "status": self.status.as_str(),
                 "total_items": total,
                 "processed_items": processed,
-                "failed_items": failed,
-                "skipped_items": skipped,
-                "created_at": format_rfc3339(BASE_EPOCH_SECS, 0),
+                "failed_items": self.count(ItemStatus::Failed),
+                "skipped_items": self.count(ItemStatus::Skipped),
+                "directory_id": format!("dir-{}", self.id),
+                "created_at": time(BASE_EPOCH_SECS),
+                "updated_at": time(changed),
+                "effective_at": time(changed),
+                "started_at": started.then(|| time(BASE_EPOCH_SECS + 60)),
+                "completed_at": self.status.is_terminal().then(|| time(changed)),
+                "error_message": (self.status == JobStatus::Failed)
+                    .then_some("Batch job failed: too many item failures"),
+                "job_record_id": null,
+                "workflow_id": format!("batch-{}", self.id),
             },
             "progress_percentage": progress,
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    /// The cancel body (`BatchJobCancelResponse`), once [`Job::cancel`] said whether it changed
+    /// anything.
+    pub fn render_cancel(&self, changed: bool) -> Vec<u8> {
+        let message = if changed {
+            "Batch job cancelled".to_owned()
+        } else {
+            format!(
+                "Batch job is already {}; nothing to cancel",
+                self.status.as_str()
+            )
+        };
+        let body = serde_json::json!({
+            "job_id": self.id,
+            "status": self.status.as_str(),
+            "processed_items": self.processed(),
+            "message": message,
         });
         serde_json::to_vec(&body).unwrap_or_default()
     }
@@ -310,14 +376,14 @@ fn push_time_or_null(out: &mut String, present: bool, secs: u64, millis: u64) {
 }
 
 /// splitmix64: a cheap, well-mixed deterministic generator for fake ids.
-fn mix(mut x: u64) -> u64 {
+pub(crate) fn mix(mut x: u64) -> u64 {
     x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
 }
 
-fn push_uuid(out: &mut String, seed: u64, i: u64) {
+pub(crate) fn push_uuid(out: &mut String, seed: u64, i: u64) {
     let a = mix(seed ^ i);
     let b = mix(a ^ i.rotate_left(17));
     let _ = write!(
@@ -332,7 +398,7 @@ fn push_uuid(out: &mut String, seed: u64, i: u64) {
 }
 
 /// Formats Unix seconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (proleptic Gregorian, UTC).
-fn format_rfc3339(secs: u64, millis: u64) -> String {
+pub(crate) fn format_rfc3339(secs: u64, millis: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's days-to-civil algorithm.
@@ -379,13 +445,17 @@ impl World {
     /// Adds (or replaces) a job owned by the tenant of `token`; an unknown token becomes a new
     /// tenant, so tests can create extra tenants without another API.
     pub fn add_job(&mut self, token: &str, job_id: &str, items: usize, status: JobStatus) {
-        let tenant = self
-            .tenants
-            .entry(token.to_owned())
-            .or_insert_with(|| format!("tenant-{token}"))
-            .clone();
+        let tenant = self.ensure_tenant(token);
         self.jobs
             .insert(job_id.to_owned(), Job::new(job_id, &tenant, items, status));
+    }
+
+    /// The tenant of `token`, made on first use.
+    pub fn ensure_tenant(&mut self, token: &str) -> String {
+        self.tenants
+            .entry(token.to_owned())
+            .or_insert_with(|| crate::tenants::tenant_name(token))
+            .clone()
     }
 
     /// The job if it exists and belongs to `tenant` (otherwise the API answers 404).
@@ -408,6 +478,28 @@ mod tests {
         assert_eq!(
             format_rfc3339(BASE_EPOCH_SECS, 5),
             "2025-06-01T08:00:00.005Z"
+        );
+    }
+
+    #[test]
+    fn status_and_cancel_bodies_have_the_sdk_required_fields() {
+        let mut job = Job::new("j", "tenant-sk-tenant-a", 20, JobStatus::Running);
+        let v: serde_json::Value = serde_json::from_slice(&job.render_status()).unwrap();
+        for field in ["id", "job_type", "project_id", "status", "total_items"] {
+            assert!(!v["job"][field].is_null(), "{field}: {v}");
+        }
+        assert_eq!(v["job"]["project_id"], crate::PROJECT_A);
+        assert!(job.cancel());
+        let v: serde_json::Value = serde_json::from_slice(&job.render_cancel(true)).unwrap();
+        assert_eq!(v["job_id"], "j");
+        assert_eq!(v["status"], "cancelled");
+        assert_eq!(v["message"], "Batch job cancelled");
+        assert!(v["processed_items"].is_u64());
+        assert!(!job.cancel(), "a finished job stays as it is");
+        let v: serde_json::Value = serde_json::from_slice(&job.render_cancel(false)).unwrap();
+        assert_eq!(
+            v["message"],
+            "Batch job is already cancelled; nothing to cancel"
         );
     }
 

@@ -2,8 +2,15 @@
 //!
 //! One rule is active at a time. It is checked per request after the request is recorded and the
 //! base latency has elapsed, so tests can see that a failed request did reach the upstream.
+//!
+//! A rule applies to a set of [`Route`]s: every route when installed with
+//! [`crate::SimUpstream::set_fault`], the given ones with [`crate::SimUpstream::set_fault_on`]
+//! (e.g. [`RouteSet::POLLS`]: the reads pollers repeat, v1 and v2 alike). The rule's own
+//! `only_item_lists` narrows it further to v1 item lists, as it always has.
 
 use std::time::Duration;
+
+use crate::routes::{Route, RouteSet};
 
 /// What to do instead of (or before) answering normally.
 #[derive(Clone, Debug)]
@@ -30,7 +37,7 @@ pub struct FaultRule {
     pub remaining: Option<usize>,
     /// Only requests carrying exactly this credential (bearer key or session cookie).
     pub only_token: Option<String>,
-    /// Only `GET`/`HEAD` item-list requests.
+    /// Only `GET`/`HEAD` v1 item-list requests ([`Route::V1Items`]).
     pub only_item_lists: bool,
 }
 
@@ -45,8 +52,8 @@ impl FaultRule {
         }
     }
 
-    fn matches(&self, token: Option<&str>, is_item_list: bool) -> bool {
-        if self.only_item_lists && !is_item_list {
+    fn matches(&self, token: Option<&str>, route: Route) -> bool {
+        if self.only_item_lists && route != Route::V1Items {
             return false;
         }
         match &self.only_token {
@@ -56,17 +63,25 @@ impl FaultRule {
     }
 }
 
+/// The installed rule and the routes it applies to.
+#[derive(Clone, Debug)]
+pub(crate) struct ActiveFault {
+    pub(crate) rule: FaultRule,
+    pub(crate) routes: RouteSet,
+}
+
 /// Takes the fault to apply to this request, if any, consuming one use of a counted rule and
 /// clearing it when exhausted.
 pub(crate) fn take_fault(
-    slot: &mut Option<FaultRule>,
+    slot: &mut Option<ActiveFault>,
     token: Option<&str>,
-    is_item_list: bool,
+    route: Route,
 ) -> Option<Fault> {
-    let rule = slot.as_mut()?;
-    if !rule.matches(token, is_item_list) {
+    let active = slot.as_mut()?;
+    if !active.routes.contains(route) || !active.rule.matches(token, route) {
         return None;
     }
+    let rule = &mut active.rule;
     let fault = rule.fault.clone();
     if let Some(n) = rule.remaining.as_mut() {
         if *n == 0 {
@@ -79,4 +94,41 @@ pub(crate) fn take_fault(
         }
     }
     Some(fault)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(routes: RouteSet, only_item_lists: bool, remaining: Option<usize>) -> ActiveFault {
+        ActiveFault {
+            rule: FaultRule {
+                fault: Fault::ResetBeforeResponse,
+                remaining,
+                only_token: None,
+                only_item_lists,
+            },
+            routes,
+        }
+    }
+
+    #[test]
+    fn routes_and_only_item_lists_both_narrow() {
+        let mut slot = Some(active(RouteSet::POLLS, false, None));
+        assert!(take_fault(&mut slot, None, Route::V2Get).is_some());
+        assert!(take_fault(&mut slot, None, Route::V1Status).is_some());
+        assert!(take_fault(&mut slot, None, Route::V2Cancel).is_none());
+        let mut slot = Some(active(RouteSet::POLLS, true, None));
+        assert!(take_fault(&mut slot, None, Route::V2Get).is_none());
+        assert!(take_fault(&mut slot, None, Route::V1Items).is_some());
+    }
+
+    #[test]
+    fn counted_rules_clear_themselves() {
+        let mut slot = Some(active(RouteSet::ALL, false, Some(2)));
+        assert!(take_fault(&mut slot, None, Route::Other).is_some());
+        assert!(take_fault(&mut slot, None, Route::Other).is_some());
+        assert!(slot.is_none());
+        assert!(take_fault(&mut slot, None, Route::Other).is_none());
+    }
 }

@@ -1,4 +1,5 @@
-//! The life of one request: classify, record, count as in flight, wait, maybe misbehave, route.
+//! The life of one request: classify its [`Route`], record, count as in flight, wait, maybe
+//! misbehave, dispatch to the v1 or v2 handlers or the probes.
 //!
 //! Recording happens before latency and faults so a test can see that a request which was then
 //! rate-limited or reset did reach the upstream.
@@ -7,34 +8,33 @@ use std::io;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, COOKIE};
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, COOKIE};
+use http::{HeaderMap, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::SimBody;
-use crate::{api, control, probes, Fault, InFlightGuard, RecordedRequest, State};
+use crate::error::ApiError;
+use crate::response::{detail, not_found, SimResponse};
+use crate::routes::{Route, V1_PREFIX, V2_BATCHES};
+use crate::{control, probes, v1, v2, Fault, InFlightGuard, RecordedRequest, State};
 
 /// Body sent in place of an empty one when a mid-body reset must have something to cut.
 const RESET_PAD_BYTES: usize = 4096;
-
-pub(crate) type SimResponse = Response<SimBody>;
 
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Result<SimResponse> {
     if req.uri().path() == "/_sim" || req.uri().path().starts_with("/_sim/") {
         return Ok(control::handle(&state, req).await);
     }
     let token = credential(req.headers());
-    let is_item_list = api::is_item_list(req.method(), req.uri().path());
-    state.record(
-        RecordedRequest {
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
-            query: req.uri().query().map(str::to_owned),
-            headers: req.headers().clone(),
-            token: token.clone(),
-        },
-        is_item_list,
-    );
+    let route = Route::of(req.method(), req.uri().path());
+    state.record(RecordedRequest {
+        method: req.method().clone(),
+        path: req.uri().path().to_owned(),
+        query: req.uri().query().map(str::to_owned),
+        headers: req.headers().clone(),
+        token: token.clone(),
+        route,
+    });
     let _in_flight = InFlightGuard::enter(&state);
 
     let latency = state.latency();
@@ -42,7 +42,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Res
         tokio::time::sleep(latency).await;
     }
     let mut truncate = false;
-    match state.take_fault(token.as_deref(), is_item_list) {
+    match state.take_fault(token.as_deref(), route) {
         None => {}
         Some(Fault::Status {
             status,
@@ -71,14 +71,21 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> io::Res
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
     }
 
-    let resp = route(&state, req, token.as_deref()).await;
+    let resp = dispatch(&state, req, token.as_deref()).await;
     Ok(if truncate { truncated(resp) } else { resp })
 }
 
-async fn route(state: &State, req: Request<Incoming>, token: Option<&str>) -> SimResponse {
+async fn dispatch(state: &State, req: Request<Incoming>, token: Option<&str>) -> SimResponse {
     let path = req.uri().path().to_owned();
-    if let Some(rest) = path.strip_prefix(api::PREFIX) {
-        return api::handle(state, req, rest, token).await;
+    if let Some(rest) = path.strip_prefix(V1_PREFIX) {
+        return v1::handle(state, req, rest, token)
+            .await
+            .unwrap_or_else(ApiError::into_response);
+    }
+    if path == V2_BATCHES || path.starts_with(&format!("{V2_BATCHES}/")) {
+        return v2::handle(state, req, token)
+            .await
+            .unwrap_or_else(ApiError::into_response);
     }
     if path.starts_with("/echo/") {
         return probes::echo(req).await;
@@ -129,52 +136,4 @@ pub(crate) fn credential(headers: &HeaderMap) -> Option<String> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == "session" && !value.is_empty())
         .map(|(_, value)| value.to_owned())
-}
-
-/// A JSON response with an exact Content-Length.
-pub(crate) fn json(status: StatusCode, body: impl Into<Bytes>) -> SimResponse {
-    let body = body.into();
-    let mut resp = Response::new(SimBody::empty());
-    *resp.status_mut() = status;
-    let headers = resp.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len() as u64));
-    *resp.body_mut() = SimBody::full(body);
-    resp
-}
-
-/// FastAPI's error shape: `{"detail": "..."}`.
-pub(crate) fn detail(status: StatusCode, message: &str) -> SimResponse {
-    json(
-        status,
-        serde_json::to_vec(&serde_json::json!({ "detail": message })).unwrap_or_default(),
-    )
-}
-
-pub(crate) fn not_found() -> SimResponse {
-    detail(StatusCode::NOT_FOUND, "Not Found")
-}
-
-pub(crate) fn method_not_allowed() -> SimResponse {
-    detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-}
-
-/// Reads a request body to the end without keeping it, calling `each` on every chunk.
-pub(crate) async fn drain_body(
-    body: Incoming,
-    mut each: impl FnMut(&[u8]),
-) -> Result<(), hyper::Error> {
-    use http_body_util::BodyExt;
-    let mut body = body;
-    while let Some(frame) = body.frame().await {
-        if let Ok(data) = frame?.into_data() {
-            each(&data);
-        }
-    }
-    Ok(())
-}
-
-/// `GET` and `HEAD` are the read methods the item list and job status answer.
-pub(crate) fn is_read(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
 }

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use pollgate_sim::{SimOptions, SimUpstream, JOB_A, JOB_A_DONE, JOB_B, TOKEN_A, TOKEN_B};
+use pollgate_sim::{
+    SimOptions, SimUpstream, BATCH_A, BATCH_A_DONE, BATCH_B, JOB_A, JOB_A_DONE, JOB_B, PROJECT_A,
+    PROJECT_B, TOKEN_A, TOKEN_B,
+};
 
 #[derive(Debug, Parser)]
 #[command(name = "pollgate-sim", version, about)]
@@ -17,9 +20,13 @@ struct Cli {
     /// Latency added before every response, e.g. `50ms`.
     #[arg(long, env = "POLLGATE_SIM_LATENCY", default_value = "0s", value_parser = humantime::parse_duration)]
     latency: Duration,
-    /// Items in the seeded running job of tenant A.
+    /// Items in the seeded running job of tenant A, and results in its running batch.
     #[arg(long, env = "POLLGATE_SIM_ITEMS_PER_JOB", default_value_t = 2500)]
     items_per_job: usize,
+    /// Move every unfinished v2 batch one step (PENDING → RUNNING → COMPLETED) per this
+    /// interval, e.g. `2s`. Without it batches change only through /_sim.
+    #[arg(long, env = "POLLGATE_SIM_BATCH_STEP", value_parser = humantime::parse_duration)]
+    batch_step: Option<Duration>,
     /// Allow listening on a non-loopback address (the sim has no real security).
     #[arg(long, env = "POLLGATE_SIM_ALLOW_NON_LOOPBACK")]
     allow_non_loopback: bool,
@@ -45,12 +52,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr()?;
     println!(
-        "pollgate-sim listening on http://{addr} | tenant A: {TOKEN_A} (jobs {JOB_A}, {JOB_A_DONE}) | tenant B: {TOKEN_B} (job {JOB_B})"
+        "pollgate-sim listening on http://{addr} | tenant A: {TOKEN_A} (project {PROJECT_A}; jobs {JOB_A}, {JOB_A_DONE}; batches {BATCH_A}, {BATCH_A_DONE}) | tenant B: {TOKEN_B} (project {PROJECT_B}; job {JOB_B}; batch {BATCH_B})"
     );
     let sim = SimUpstream::new(SimOptions {
         latency: cli.latency,
         items_per_job: cli.items_per_job,
     });
+    sim.set_batch_step(cli.batch_step.filter(|d| !d.is_zero()));
     sim.serve(listener, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::SimBody;
-use crate::handler::{detail, drain_body, json, SimResponse};
+use crate::response::{detail, drain_body, json, SimResponse};
 
 /// Largest `/download` size accepted; bigger asks are almost certainly typos.
 const MAX_DOWNLOAD_BYTES: u64 = 16 * 1024 * 1024 * 1024;

@@ -9,12 +9,13 @@
 //! and whether its job was finished. [`super::policy`] turns those into
 //! fresh or stale at read time.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
+
+use crate::key::ResourceId;
 
 /// One upstream response held by pollgate (stored, or only shared by coalesced waiters).
 #[derive(Debug)]
@@ -31,8 +32,10 @@ pub struct Entry {
     /// served to clients that accept gzip (the official SDK does). Boxed: small
     /// pages have none and should not pay its size in every entry.
     pub gzip: Option<Box<Compressed>>,
-    /// The job whose pages this is, for purges.
-    pub job: Arc<str>,
+    /// The route that answered it (a purge may drop a whole route, e.g. every list page).
+    pub route: &'static str,
+    /// The job or batch this page belongs to, for purges.
+    pub resource: Option<ResourceId>,
     /// When the upstream's answer was complete, on the monotonic clock (age, freshness).
     pub fetched_at: Instant,
     /// The same moment on the wall clock, so another process can compute the same age.
@@ -122,6 +125,9 @@ pub fn etag_list_matches(list: &[u8], etag: &[u8]) -> bool {
 }
 
 #[cfg(test)]
+use crate::key::ResourceKind;
+
+#[cfg(test)]
 impl Entry {
     /// A small stored page fetched now.
     pub fn for_tests(body: &'static [u8], terminal: bool) -> Entry {
@@ -131,7 +137,8 @@ impl Entry {
             body: Bytes::from_static(body),
             etag: Entry::etag_of(body),
             gzip: None,
-            job: Arc::from("job"),
+            route: "items",
+            resource: Some(ResourceId::new(ResourceKind::Job, "job")),
             fetched_at: Instant::now(),
             fetched_wall: SystemTime::now(),
             terminal,

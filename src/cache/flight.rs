@@ -192,7 +192,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         let cred = FingerprintKey::random().credential(&h).expect("cred");
-        CacheKey::new(&cred, "job", q, &[], &h)
+        CacheKey::new(&cred, "items", "job", q, &[], &h)
     }
 
     fn outcome() -> FlightResult {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use moka::Expiry;
 
-use super::Entry;
+use super::{Entry, Purge};
 use crate::key::CacheKey;
 
 /// What moka holds per key: the entry and how long to keep it.
@@ -98,22 +98,30 @@ impl Memory {
         true
     }
 
-    pub fn purge_job(&self, job: &str) {
+    pub fn purge(&self, scope: &Purge) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let job: Arc<str> = Arc::from(job);
+        let matches: Box<dyn Fn(&Entry) -> bool + Send + Sync> = match scope {
+            Purge::All => {
+                self.cache.invalidate_all();
+                return;
+            }
+            Purge::Resource(resource) => {
+                let resource = resource.clone();
+                Box::new(move |e| e.resource.as_ref() == Some(&resource))
+            }
+            Purge::Route(route) => {
+                let route = *route;
+                Box::new(move |e| e.route == route)
+            }
+        };
         if let Err(e) = self
             .cache
-            .invalidate_entries_if(move |_key, stored| stored.entry.job == job)
+            .invalidate_entries_if(move |_key, stored| matches(&stored.entry))
         {
             // Only fails when closures are not enabled at build time, which they are.
-            tracing::error!(error = %e, "job purge failed; purging everything instead");
+            tracing::error!(error = %e, "scoped purge failed; purging everything instead");
             self.cache.invalidate_all();
         }
-    }
-
-    pub fn purge_all(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.cache.invalidate_all();
     }
 
     /// Size now, after letting moka apply pending evictions (its counts are eventually consistent).

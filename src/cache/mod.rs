@@ -31,9 +31,9 @@ pub use policy::{Freshness, Policy, Staleness};
 
 use crate::config::CacheConfig;
 use crate::fleet::Fleet;
-use crate::key::CacheKey;
+use crate::key::{CacheKey, ResourceId};
 use crate::metrics::Metrics;
-use fleet::{Scope, Shared};
+use fleet::Shared;
 use flight::Flights;
 use memory::Memory;
 
@@ -44,6 +44,16 @@ pub enum CacheError {
     WaitTimeout(Duration),
     #[error("too many clients waiting on one fetch")]
     TooManyWaiters,
+}
+
+/// Which pages a purge removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    All,
+    /// Every credential's pages of one job or batch, on every route.
+    Resource(ResourceId),
+    /// Every page of one route (e.g. every v2 list page).
+    Route(&'static str),
 }
 
 /// Taken when a fill starts; storing with a fence from before a purge is refused,
@@ -142,20 +152,12 @@ impl Cache {
         stored
     }
 
-    /// Forget every credential's pages of `job`, and refuse stores of fills that
-    /// started before; in a fleet, on every gateway.
-    pub async fn purge_job(&self, job: &str) {
-        self.memory.purge_job(job);
+    /// Forget the pages `scope` names, and refuse stores of fills that started
+    /// before; in a fleet, on every gateway.
+    pub async fn purge(&self, scope: &Purge) {
+        self.memory.purge(scope);
         if let Some(shared) = &self.shared {
-            shared.purge(&Scope::Resource(job.to_owned())).await;
-        }
-    }
-
-    /// Forget every page, and refuse stores of fills that started before; in a fleet, on every gateway.
-    pub async fn purge_all(&self) {
-        self.memory.purge_all();
-        if let Some(shared) = &self.shared {
-            shared.purge(&Scope::All).await;
+            shared.purge(scope).await;
         }
     }
 
@@ -203,48 +205,70 @@ impl Cache {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::key::FingerprintKey;
+    use crate::key::{FingerprintKey, ResourceKind};
     use http::{HeaderMap, HeaderValue};
 
-    fn key(job: &str) -> CacheKey {
+    fn key(route: &str, job: &str) -> CacheKey {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         let cred = FingerprintKey::random().credential(&h).expect("cred");
-        CacheKey::new(&cred, job, "limit=1", &[], &h)
+        CacheKey::new(&cred, route, job, "limit=1", &[], &h)
     }
 
-    fn entry(job: &str) -> Arc<Entry> {
+    fn entry(route: &'static str, job: &str) -> Arc<Entry> {
         let mut e = Entry::for_tests(b"page", false);
-        e.job = Arc::from(job);
+        e.route = route;
+        e.resource = Some(ResourceId::new(ResourceKind::Job, job));
         Arc::new(e)
+    }
+
+    fn job(id: &str) -> Purge {
+        Purge::Resource(ResourceId::new(ResourceKind::Job, id))
+    }
+
+    async fn store(cache: &Cache, k: &CacheKey, e: Arc<Entry>, fence: Fence) -> bool {
+        cache.store_if_current(k.clone(), e, fence).await
+    }
+
+    #[tokio::test]
+    async fn purges_remove_their_scope_only() {
+        let cache = Cache::new(&Config::default().cache);
+        let (a_items, a_job, b_items) = (key("items", "a"), key("job", "a"), key("items", "b"));
+        assert!(store(&cache, &a_items, entry("items", "a"), cache.fence()).await);
+        assert!(store(&cache, &a_job, entry("job", "a"), cache.fence()).await);
+        assert!(store(&cache, &b_items, entry("items", "b"), cache.fence()).await);
+        cache.purge(&job("a")).await;
+        assert!(cache.get(&a_items).await.is_none());
+        assert!(cache.get(&a_job).await.is_none());
+        assert!(cache.get(&b_items).await.is_some(), "another job stays");
+        assert!(store(&cache, &a_job, entry("job", "a"), cache.fence()).await);
+        cache.purge(&Purge::Route("items")).await;
+        assert!(cache.get(&b_items).await.is_none());
+        assert!(cache.get(&a_job).await.is_some(), "another route stays");
+        // The same id naming a batch is another resource.
+        let batch = Purge::Resource(ResourceId::new(ResourceKind::Batch, "a"));
+        cache.purge(&batch).await;
+        assert!(cache.get(&a_job).await.is_some());
     }
 
     #[tokio::test]
     async fn a_fill_from_before_a_purge_cannot_store() {
         let cache = Cache::new(&Config::default().cache);
-        let (a, b) = (key("a"), key("b"));
+        let (a, b) = (key("items", "a"), key("items", "b"));
         let before = cache.fence();
-        assert!(cache.store_if_current(a.clone(), entry("a"), before).await);
-        cache.purge_job("a").await;
+        assert!(store(&cache, &a, entry("items", "a"), before).await);
+        cache.purge(&job("a")).await;
         assert!(cache.get(&a).await.is_none(), "purged");
         assert!(
-            !cache.store_if_current(a.clone(), entry("a"), before).await,
+            !store(&cache, &a, entry("items", "a"), before).await,
             "the old fence is refused"
         );
-        assert!(
-            cache
-                .store_if_current(b.clone(), entry("b"), cache.fence())
-                .await
-        );
+        assert!(store(&cache, &b, entry("items", "b"), cache.fence()).await);
         let fence = cache.fence();
-        cache.purge_all().await;
+        cache.purge(&Purge::All).await;
         assert!(cache.get(&b).await.is_none());
-        assert!(!cache.store_if_current(b.clone(), entry("b"), fence).await);
-        assert!(
-            cache
-                .store_if_current(b.clone(), entry("b"), cache.fence())
-                .await
-        );
+        assert!(!store(&cache, &b, entry("items", "b"), fence).await);
+        assert!(store(&cache, &b, entry("items", "b"), cache.fence()).await);
         assert!(cache.get(&b).await.is_some());
     }
 }

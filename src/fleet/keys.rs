@@ -120,7 +120,7 @@ mod tests {
             HeaderValue::from_static("Bearer sk-secret"),
         );
         let cred = FingerprintKey::random().credential(&h).expect("cred");
-        let key = CacheKey::new(&cred, "job-1", "limit=5", &[], &h);
+        let key = CacheKey::new(&cred, "items", "job-1", "limit=5", &[], &h);
         let p = Keys::new("pg").page(&key);
         let tag = |k: &str| {
             let open = k.find('{').expect("tag");

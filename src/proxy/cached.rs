@@ -1,7 +1,9 @@
-//! The cacheable route: hit, stale, coalesced miss, long-poll.
+//! The cacheable routes: hit, stale, coalesced miss, long-poll.
 //!
-//! A request is validated and canonicalized (422 at the edge), keyed by its
-//! credential's fingerprint, then answered from the cache when fresh, from a
+//! Every entry of the route table takes this one path. A request is validated
+//! and canonicalized against its route's query schema (422 at the edge), keyed
+//! by its credential's fingerprint, route, job or batch id and canonical
+//! query, then answered from the cache when fresh, from a
 //! stale copy while a background refresh runs, or by joining (or starting)
 //! the one fill of its key. Back-off and budget are checked before any fill
 //! starts; every fallback prefers a usable stale copy to an error.
@@ -11,7 +13,7 @@ use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{Response, StatusCode};
 use tokio::time::Instant;
 
 use super::fill::{self, Fill};
@@ -22,9 +24,9 @@ use crate::body::ResponseBody;
 use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Role};
 use crate::conn::ConnInfo;
 use crate::error::GatewayError;
-use crate::items::canonicalize;
 use crate::key::{CacheKey, Credential};
 use crate::outcome::{FailReason, Outcome, StaleWhy};
+use crate::route::{canonicalize, Matched};
 use crate::shield::Gate;
 use crate::upstream::UpstreamError;
 
@@ -54,18 +56,23 @@ impl From<FetchError> for GatewayError {
     }
 }
 
-/// Serve one request of the cacheable route (GET or HEAD).
-pub async fn serve(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) -> Answer {
-    let answer = answer(state, parts, job, conn).await;
+/// Serve one request of a cacheable route (GET or HEAD).
+pub async fn serve(
+    state: &Arc<State>,
+    parts: &Parts,
+    matched: Matched<'_>,
+    conn: ConnInfo,
+) -> Answer {
+    let answer = answer(state, parts, matched, conn).await;
     state
         .metrics
-        .cached_route_request(&answer.1, answer.0.status());
+        .cached_route_request(matched.index, &answer.1, answer.0.status());
     answer
 }
 
-async fn answer(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) -> Answer {
-    let query = match canonicalize(parts.uri.query()) {
-        Ok(q) => q.into_string(),
+async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: ConnInfo) -> Answer {
+    let query = match canonicalize(matched.route.params, parts.uri.query()) {
+        Ok(q) => q,
         Err(rejection) => {
             let outcome = Outcome::Rejected;
             let res = respond::error(GatewayError::InvalidQuery(rejection), &outcome);
@@ -80,7 +87,8 @@ async fn answer(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) ->
     };
     let key = CacheKey::new(
         &credential,
-        job,
+        matched.route.name,
+        matched.id.unwrap_or(""),
         &query,
         &state.config.cache.vary_headers,
         &parts.headers,
@@ -88,7 +96,7 @@ async fn answer(state: &Arc<State>, parts: &Parts, job: &str, conn: ConnInfo) ->
     let request = CachedRequest {
         state,
         parts,
-        job,
+        matched,
         key,
         credential,
         if_none_match: parts.headers.get(header::IF_NONE_MATCH),
@@ -124,7 +132,7 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 struct CachedRequest<'a> {
     state: &'a Arc<State>,
     parts: &'a Parts,
-    job: &'a str,
+    matched: Matched<'a>,
     key: CacheKey,
     credential: Credential,
     if_none_match: Option<&'a HeaderValue>,
@@ -199,7 +207,8 @@ impl CachedRequest<'_> {
             self.state,
             self.key.clone(),
             self.credential,
-            self.job,
+            self.matched,
+            self.parts.uri.path(),
             query,
             &self.parts.headers,
         )
@@ -383,9 +392,4 @@ impl Drop for Held<'_> {
     fn drop(&mut self) {
         self.0.metrics.long_polls_waiting.dec();
     }
-}
-
-/// Is this method one the route caches? (Used by the router.)
-pub fn cacheable_method(method: &Method) -> bool {
-    method == Method::GET || method == Method::HEAD
 }

@@ -21,8 +21,8 @@ use super::State;
 use crate::body::empty_request;
 use crate::cache::{Compressed, Entry, Fence, FlightOutcome, FlightResult};
 use crate::error::Chain;
-use crate::items::BATCH_PREFIX;
-use crate::key::{session_cookie, CacheKey, Credential};
+use crate::key::{session_cookie, CacheKey, Credential, ResourceId, ResourceKind};
+use crate::route::{Matched, Route, Terminal};
 use crate::shield::ProbeGuard;
 use crate::upstream::{strip_hop_by_hop, Sent, UpstreamError};
 
@@ -43,7 +43,11 @@ const USER_AGENT: &str = concat!("pollgate/", env!("CARGO_PKG_VERSION"));
 pub struct Fill {
     pub key: CacheKey,
     pub credential: Credential,
-    pub job: Arc<str>,
+    pub route: &'static Route,
+    /// The job or batch the page belongs to.
+    pub resource: Option<ResourceId>,
+    /// The request path, as the client sent it (it matched the route's pattern).
+    pub path: Box<str>,
     /// The canonical query: exactly what the key describes, sent as is.
     pub query: String,
     /// Exactly what the key describes: credential, vary headers, fixed `Accept*`.
@@ -57,14 +61,21 @@ impl Fill {
         state: &State,
         key: CacheKey,
         credential: Credential,
-        job: &str,
+        matched: Matched<'_>,
+        path: &str,
         query: String,
         client: &HeaderMap,
     ) -> Fill {
+        let route = matched.route;
         Fill {
             headers: upstream_headers(state, client),
             fence: state.cache.fence(),
-            job: Arc::from(job),
+            resource: route
+                .resource
+                .zip(matched.id)
+                .map(|(kind, id)| ResourceId::new(kind, id)),
+            route,
+            path: Box::from(path),
             key,
             credential,
             query,
@@ -106,7 +117,7 @@ fn upstream_headers(state: &State, client: &HeaderMap) -> HeaderMap {
 pub async fn run(state: Arc<State>, fill: Fill, probe: Option<ProbeGuard>) -> FlightResult {
     let result = fetch(&state, &fill).await;
     if let Err(e) = &result {
-        tracing::warn!(credential = %fill.credential, job = %fill.job, error = %Chain(e), "cache fill failed");
+        tracing::warn!(credential = %fill.credential, route = fill.route.name, path = %fill.path, error = %Chain(e), "cache fill failed");
     }
     // The probe (if any) ends here, verdict recorded or not.
     drop(probe);
@@ -136,11 +147,7 @@ async fn fetch(state: &State, fill: &Fill) -> Result<FlightOutcome, UpstreamErro
 
 /// Step 1: send the request (bounded by the upstream's concurrency limit and timeout).
 async fn send(state: &State, fill: &Fill) -> Result<Sent, UpstreamError> {
-    let mut path = String::with_capacity(BATCH_PREFIX.len() + fill.job.len() + 6);
-    path.push_str(BATCH_PREFIX);
-    path.push_str(&fill.job);
-    path.push_str("/items");
-    let uri = state.upstream.uri(&path, Some(&fill.query))?;
+    let uri = state.upstream.uri(&fill.path, Some(&fill.query))?;
     let mut req = Request::new(empty_request());
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;
@@ -222,6 +229,7 @@ async fn build_entry(
     (fetched_at, fetched_wall): (Instant, SystemTime),
 ) -> Entry {
     let etag = Entry::etag_of(&body);
+    let terminal = answer == Answer::Page && is_terminal(state, fill, &body);
     let gzip = if storable && body.len() >= GZIP_MIN_BYTES {
         compress(body.clone()).await
     } else {
@@ -233,10 +241,32 @@ async fn build_entry(
         etag,
         gzip,
         body,
-        job: fill.job.clone(),
+        route: fill.route.name,
+        resource: fill.resource.clone(),
         fetched_at,
         fetched_wall,
-        terminal: state.jobs.is_terminal(&fill.job),
+        terminal,
+    }
+}
+
+/// Is the page's job or batch finished, by its route's rule? A job-status page
+/// also tells the job tracker, for the item pages of that job.
+fn is_terminal(state: &State, fill: &Fill, body: &[u8]) -> bool {
+    let job = fill
+        .resource
+        .as_ref()
+        .filter(|r| r.kind == ResourceKind::Job)
+        .map(|r| &*r.id);
+    match fill.route.terminal {
+        Terminal::Never => false,
+        Terminal::KnownJob => job.is_some_and(|job| state.jobs.is_terminal(job)),
+        rule @ Terminal::Body { teaches_jobs, .. } => {
+            let terminal = rule.read(body);
+            if let (true, Some(job), Some(terminal)) = (teaches_jobs, job, terminal) {
+                state.jobs.observe(job, terminal);
+            }
+            terminal.unwrap_or(false)
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 //! metrics). [`Gateway::handle`] is the whole request path; it is generic over
 //! the request body and takes the connection's [`ConnInfo`], so benches and
 //! tests can drive it without a socket.
-//! - [`cached`]: the cacheable route (hit, stale, coalesced miss, long-poll);
+//! - [`cached`]: the cacheable routes of [`crate::route`] (hit, stale, coalesced miss, long-poll);
 //! - [`fill`]: the detached fetch that fills the cache;
 //! - [`passthrough`]: everything else, streamed both ways;
 //! - [`respond`]: turning entries and outcomes into responses.
@@ -22,17 +22,17 @@ use http::{Method, Request, Response};
 use hyper::body::Body;
 use tokio::time::Instant;
 
-use crate::admin::{Control, Readiness};
+use crate::admin::{Control, PurgeTarget, Readiness};
 use crate::body::{BoxError, ResponseBody};
-use crate::cache::Cache;
+use crate::cache::{Cache, Purge};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::fleet::{Fleet, FleetError};
-use crate::items::match_items_path;
 use crate::jobs::JobTracker;
-use crate::key::FingerprintKey;
+use crate::key::{FingerprintKey, ResourceId, ResourceKind};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
+use crate::route::{self, Matched};
 use crate::shield::Shield;
 use crate::shutdown::Shutdown;
 use crate::upstream::{TlsSetupError, Upstream};
@@ -77,7 +77,8 @@ impl Gateway {
         fingerprints: FingerprintKey,
         shutdown: Shutdown,
     ) -> Result<Self, SetupError> {
-        let metrics = Arc::new(Metrics::new());
+        let route_names: Vec<&'static str> = route::ROUTES.iter().map(|r| r.name).collect();
+        let metrics = Arc::new(Metrics::new(&route_names));
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let rate = config.upstream.max_requests_per_second;
         let fleet = match &config.fleet {
@@ -119,8 +120,8 @@ impl Gateway {
         // Timed only when an access line will be written.
         let started = self.state.config.log.access_log.then(Instant::now);
         let (parts, body) = req.into_parts();
-        if let Some(job) = items_job(&parts) {
-            let (response, outcome) = cached::serve(&self.state, &parts, job, conn).await;
+        if let Some(matched) = route::match_read(&parts.method, parts.uri.path()) {
+            let (response, outcome) = cached::serve(&self.state, &parts, matched, conn).await;
             self.access_log(&parts.method, &parts.uri, &response, outcome, started);
             return response;
         }
@@ -131,11 +132,11 @@ impl Gateway {
         response
     }
 
-    /// Serve a request of the cacheable route (no body is read), with how it
-    /// was answered. `None` when the request is not for that route. For benches.
+    /// Serve a request of a cacheable route (no body is read), with how it
+    /// was answered. `None` when the request is not for one. For benches.
     pub async fn handle_items(&self, parts: &Parts) -> Option<(Response<ResponseBody>, Outcome)> {
-        let job = items_job(parts)?;
-        Some(cached::serve(&self.state, parts, job, ConnInfo::local()).await)
+        let matched: Matched<'_> = route::match_read(&parts.method, parts.uri.path())?;
+        Some(cached::serve(&self.state, parts, matched, ConnInfo::local()).await)
     }
 
     fn access_log(
@@ -163,13 +164,13 @@ impl Gateway {
 
 /// The admin API's narrow view of the gateway.
 impl Control for Gateway {
-    async fn purge_all(&self) {
-        self.state.cache.purge_all().await;
-        self.state.metrics.purges.inc();
-    }
-
-    async fn purge_job(&self, job: &str) {
-        self.state.cache.purge_job(job).await;
+    async fn purge(&self, target: PurgeTarget<'_>) {
+        let scope = match target {
+            PurgeTarget::All => Purge::All,
+            PurgeTarget::Job(id) => Purge::Resource(ResourceId::new(ResourceKind::Job, id)),
+            PurgeTarget::Batch(id) => Purge::Resource(ResourceId::new(ResourceKind::Batch, id)),
+        };
+        self.state.cache.purge(&scope).await;
         self.state.metrics.purges.inc();
     }
 
@@ -209,12 +210,4 @@ impl Control for Gateway {
             .set(i64::try_from(state.shield.active()).unwrap_or(i64::MAX));
         m.encode()
     }
-}
-
-/// The job id when the request is a cacheable item-list request (GET or HEAD).
-fn items_job(parts: &Parts) -> Option<&str> {
-    if !cached::cacheable_method(&parts.method) {
-        return None;
-    }
-    match_items_path(parts.uri.path())
 }

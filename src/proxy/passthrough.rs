@@ -2,10 +2,11 @@
 //!
 //! Method, path and query go upstream as sent; bodies stream both ways and are
 //! never buffered whole (a 50 MB upload costs a few buffers, not 50 MB), with
-//! one exception: job-status responses (small JSON) are read so pollgate
-//! learns when a job is finished. Hop-by-hop headers are removed in both
-//! directions, `Host` is the upstream's, and `X-Forwarded-*` are added.
-//! A successful write below a job purges that job's pages for everyone.
+//! one exception: job-status responses relayed uncached (anonymous requests;
+//! small JSON) are read so pollgate learns when a job is finished. Hop-by-hop
+//! headers are removed in both directions, `Host` is the upstream's, and
+//! `X-Forwarded-*` are added. A successful write purges what the route table
+//! says it invalidates (a job's or batch's pages, or every list page), for everyone.
 //!
 //! Passthrough requests are not held back by a credential's back-off: they
 //! include writes (cancel) that must not be silently delayed, and the upstream
@@ -22,10 +23,11 @@ use hyper::body::{Body, Incoming};
 
 use super::State;
 use crate::body::{empty_request, full, relayed, streamed, BoxError, ResponseBody, UpstreamBody};
+use crate::cache::Purge;
 use crate::conn::ConnInfo;
 use crate::error::{Chain, GatewayError};
-use crate::items::{job_of_path, match_job_status_path};
 use crate::key::Credential;
+use crate::route::{self, Terminal};
 use crate::upstream::{strip_hop_by_hop, UpstreamError};
 
 /// Job-status bodies larger than this are not inspected (they are a few hundred bytes).
@@ -160,21 +162,37 @@ async fn after_response(
     if status == StatusCode::TOO_MANY_REQUESTS {
         state.metrics.upstream_429.inc();
     }
-    if status.is_success() && !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
-        if let Some(job) = job_of_path(path) {
-            tracing::info!(job, method = %method, "write passed through: purging the job's pages");
+    if status.is_success() {
+        for purge in route::invalidations(method, path) {
+            let scope = match purge {
+                route::Purge::Resource(resource) => {
+                    tracing::info!(kind = resource.kind.as_str(), id = %resource.id, method = %method, "write passed through: purging its pages");
+                    Purge::Resource(resource)
+                }
+                route::Purge::Route(name) => {
+                    tracing::info!(route = name, method = %method, "write passed through: purging the route's pages");
+                    Purge::Route(name)
+                }
+            };
             state.metrics.purges.inc();
-            state.cache.purge_job(job).await;
+            state.cache.purge(&scope).await;
         }
     }
-    if status == StatusCode::OK && *method == Method::GET {
-        if let Some(job) = match_job_status_path(path) {
+    let teaches = route::match_read(method, path).and_then(|m| match m.route.terminal {
+        rule @ Terminal::Body {
+            teaches_jobs: true, ..
+        } => Some((rule, m.id?)),
+        _ => None,
+    });
+    if let (StatusCode::OK, Some((rule, job))) = (status, teaches) {
+        if *method == Method::GET {
             // Small JSON: read it to learn the job's status, then relay the same bytes.
             return match Limited::new(body, MAX_STATUS_BODY).collect().await {
                 Ok(collected) => {
                     let bytes = collected.to_bytes();
-                    if let Some(job_status) = state.jobs.observe_status(job, &bytes) {
-                        tracing::debug!(job, status = %job_status, "job status seen");
+                    if let Some(terminal) = rule.read(&bytes) {
+                        state.jobs.observe(job, terminal);
+                        tracing::debug!(job, terminal, "job status seen");
                     }
                     Response::from_parts(parts, full(bytes))
                 }

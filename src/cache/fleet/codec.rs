@@ -3,18 +3,17 @@
 //! Length-prefixed fields after a version tag; the cache key is included and
 //! checked on read, so a digest collision or a foreign writer can never serve
 //! one page for another. Everything an L1 entry carries travels: status,
-//! stored headers, ETag, body, the gzip form with its ETag, the job, the
-//! wall-clock fetch time and the terminal flag. A blob that does not decode
+//! stored headers, ETag, body, the gzip form with its ETag, the route, the
+//! job or batch, the wall-clock fetch time and the terminal flag. A blob that does not decode
 //! is a miss, never an error for the client.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderName, HeaderValue, StatusCode};
 
 use crate::cache::{Compressed, Entry};
-use crate::key::CacheKey;
+use crate::key::{CacheKey, ResourceId, ResourceKind};
 
 const VERSION: &[u8; 4] = b"PGE1";
 
@@ -37,7 +36,17 @@ pub fn encode(key: &CacheKey, entry: &Entry) -> Bytes {
     out.extend_from_slice(&entry.status.as_u16().to_be_bytes());
     out.extend_from_slice(&wall_ms(entry.fetched_wall).to_be_bytes());
     out.extend_from_slice(&[u8::from(entry.terminal)]);
-    put(&mut out, entry.job.as_bytes());
+    put(&mut out, entry.route.as_bytes());
+    match &entry.resource {
+        None => out.extend_from_slice(&[0]),
+        Some(r) => {
+            out.extend_from_slice(&[match r.kind {
+                ResourceKind::Job => 1,
+                ResourceKind::Batch => 2,
+            }]);
+            put(&mut out, r.id.as_bytes());
+        }
+    }
     put(&mut out, entry.etag.as_bytes());
     out.extend_from_slice(
         &u16::try_from(entry.headers.len())
@@ -98,7 +107,19 @@ pub fn decode(key: &CacheKey, data: Bytes) -> Option<Entry> {
     let status = StatusCode::from_u16(u16::from_be_bytes(r.array()?)).ok()?;
     let fetched_wall = UNIX_EPOCH + Duration::from_millis(u64::from_be_bytes(r.array()?));
     let terminal = r.array::<1>()?[0] == 1;
-    let job: Arc<str> = Arc::from(std::str::from_utf8(&r.field()?).ok()?);
+    let route = super::route_named(std::str::from_utf8(&r.field()?).ok()?)?;
+    let kind = match r.array::<1>()?[0] {
+        0 => None,
+        1 => Some(ResourceKind::Job),
+        _ => Some(ResourceKind::Batch),
+    };
+    let resource = match kind {
+        Some(kind) => Some(ResourceId::new(
+            kind,
+            std::str::from_utf8(&r.field()?).ok()?,
+        )),
+        None => None,
+    };
     let etag = HeaderValue::from_maybe_shared(r.field()?).ok()?;
     let count = u16::from_be_bytes(r.array()?) as usize;
     let mut headers = Vec::with_capacity(count);
@@ -123,7 +144,8 @@ pub fn decode(key: &CacheKey, data: Bytes) -> Option<Entry> {
         body,
         etag,
         gzip,
-        job,
+        route,
+        resource,
         fetched_at: Entry::monotonic_from_wall(fetched_wall),
         fetched_wall,
         terminal,
@@ -140,7 +162,7 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer t"));
         let cred = FingerprintKey::random().credential(&h).expect("cred");
-        CacheKey::new(&cred, "job", q, &[], &h)
+        CacheKey::new(&cred, "items", "job", q, &[], &h)
     }
 
     #[test]
@@ -161,7 +183,8 @@ mod tests {
         assert_eq!(d.body, e.body);
         assert_eq!(d.etag, e.etag);
         assert_eq!(d.headers.as_ref(), e.headers.as_ref());
-        assert_eq!(d.job, e.job);
+        assert_eq!(d.route, e.route);
+        assert_eq!(d.resource, e.resource);
         assert!(d.terminal);
         assert_eq!(wall_ms(d.fetched_wall), wall_ms(e.fetched_wall));
         let g = d.gzip.expect("gzip");

@@ -39,12 +39,13 @@ use tokio::time::Instant;
 use super::flight::{FlightOutcome, FlightResult};
 use super::memory::Memory;
 use super::policy::Policy;
-use super::Entry;
+use super::{Entry, Purge};
 use crate::fleet::bus::Control;
 use crate::fleet::keys::PageKeys;
 use crate::fleet::{Fleet, FleetError};
-use crate::key::CacheKey;
+use crate::key::{CacheKey, ResourceId, ResourceKind};
 use crate::metrics::Metrics;
+use crate::route::ROUTES;
 use crate::upstream::UpstreamError;
 
 pub use codec::wall_ms;
@@ -57,37 +58,38 @@ const MAX_SHARED_ANSWER: usize = 1024 * 1024;
 /// within milliseconds of the notification, or at their next fallback check.
 const ANSWER_KEPT_FOR: Duration = Duration::from_secs(5);
 
-/// The route of every page today (one cacheable route); purges by route use it.
-pub const ITEMS_ROUTE: &str = "items";
-
-/// What a purge covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Scope {
-    All,
-    /// One job's (or batch's) pages, every credential's.
-    Resource(String),
-    /// Every page of one route.
-    Route(String),
+/// A purge as text on the control channel: `all`, `resource <kind> <id>` or `route <name>`.
+fn purge_to_wire(purge: &Purge) -> String {
+    match purge {
+        Purge::All => "all".into(),
+        Purge::Resource(r) => format!("resource {} {}", r.kind.as_str(), r.id),
+        Purge::Route(route) => format!("route {route}"),
+    }
 }
 
-impl Scope {
-    fn to_wire(&self) -> String {
-        match self {
-            Scope::All => "all".into(),
-            Scope::Resource(id) => format!("resource {id}"),
-            Scope::Route(route) => format!("route {route}"),
+fn purge_from_wire(text: &str) -> Option<Purge> {
+    let mut parts = text.splitn(3, ' ');
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("all", None, None) => Some(Purge::All),
+        ("resource", Some(kind), Some(id)) if !id.is_empty() => {
+            let kind = [ResourceKind::Job, ResourceKind::Batch]
+                .into_iter()
+                .find(|k| k.as_str() == kind)?;
+            Some(Purge::Resource(ResourceId::new(kind, id)))
         }
+        ("route", Some(name), None) => route_named(name).map(Purge::Route),
+        _ => None,
     }
+}
 
-    fn from_wire(text: &str) -> Option<Scope> {
-        let (kind, value) = text.split_once(' ').unwrap_or((text, ""));
-        match (kind, value) {
-            ("all", _) => Some(Scope::All),
-            ("resource", id) if !id.is_empty() => Some(Scope::Resource(id.to_owned())),
-            ("route", r) if !r.is_empty() => Some(Scope::Route(r.to_owned())),
-            _ => None,
-        }
-    }
+/// The table's own name for a route (a `&'static str`), if it is one.
+pub(super) fn route_named(name: &str) -> Option<&'static str> {
+    ROUTES.iter().map(|r| r.name).find(|n| *n == name)
+}
+
+/// The resource-epoch name of a resource: kind and id.
+fn resource_name(kind: ResourceKind, id: &str) -> String {
+    format!("{}:{id}", kind.as_str())
 }
 
 /// The lease this flight task holds, found by the fetch's store through the task.
@@ -195,12 +197,21 @@ impl Shared {
     /// The page's keys and the names of the three epochs that apply to it.
     fn names(&self, key: &CacheKey) -> (PageKeys, [String; 3]) {
         let keys = self.fleet.keys();
+        let kind = ROUTES
+            .iter()
+            .find(|r| r.name == key.route())
+            .and_then(|r| r.resource);
+        // A page of no resource (a list) has a resource epoch no purge ever bumps.
+        let resource = match kind {
+            Some(kind) if !key.id().is_empty() => resource_name(kind, key.id()),
+            _ => "-".to_owned(),
+        };
         (
             keys.page(key),
             [
                 keys.epoch_all(),
-                keys.epoch_resource(key.resource()),
-                keys.epoch_route(ITEMS_ROUTE),
+                keys.epoch_resource(&resource),
+                keys.epoch_route(key.route()),
             ],
         )
     }
@@ -540,15 +551,18 @@ impl Shared {
 
     /// Purge `scope` fleet-wide: bump its epoch (no fill from before can store,
     /// no entry from before can be read) and tell every gateway to drop its L1 copies.
-    pub async fn purge(&self, scope: &Scope) {
+    pub async fn purge(&self, scope: &Purge) {
         let keys = self.fleet.keys();
         let (epoch, keep_ms) = match scope {
-            Scope::All => (keys.epoch_all(), 0),
-            Scope::Resource(id) => (keys.epoch_resource(id), self.epoch_keep_ms()),
-            Scope::Route(route) => (keys.epoch_route(route), self.epoch_keep_ms()),
+            Purge::All => (keys.epoch_all(), 0),
+            Purge::Resource(r) => (
+                keys.epoch_resource(&resource_name(r.kind, &r.id)),
+                self.epoch_keep_ms(),
+            ),
+            Purge::Route(route) => (keys.epoch_route(route), self.epoch_keep_ms()),
         };
         let head = self.fleet.stamp("purge");
-        let tail = scope.to_wire();
+        let tail = purge_to_wire(scope);
         let seq = keys.purge_seq();
         let channel = keys.control_channel();
         let result = self
@@ -580,15 +594,6 @@ impl Shared {
         u64::try_from((self.policy.retain_for(true) * 2).as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Apply another gateway's purge to L1.
-    fn purge_locally(&self, scope: &Scope) {
-        match scope {
-            Scope::Resource(id) => self.memory.purge_job(id),
-            // One route today: a route purge is everything.
-            Scope::All | Scope::Route(_) => self.memory.purge_all(),
-        }
-    }
-
     /// After a reconnect: if purges happened that we may not have heard of, drop all of L1.
     async fn catch_up(&self) {
         let seq_key = self.fleet.keys().purge_seq();
@@ -611,9 +616,9 @@ impl Shared {
                         "purges may have been missed while disconnected: dropping local copies"
                     );
                 }
-                self.memory.purge_all();
+                self.memory.purge(&Purge::All);
             }
-            Err(_) => self.memory.purge_all(),
+            Err(_) => self.memory.purge(&Purge::All),
         }
     }
 }
@@ -646,8 +651,8 @@ async fn listen(shared: std::sync::Weak<Shared>, mut control: broadcast::Receive
                 let Some((seq, scope)) = rest.split_once(' ') else {
                     continue;
                 };
-                if let (Ok(seq), Some(scope)) = (seq.parse::<u64>(), Scope::from_wire(scope)) {
-                    shared.purge_locally(&scope);
+                if let (Ok(seq), Some(scope)) = (seq.parse::<u64>(), purge_from_wire(scope)) {
+                    shared.memory.purge(&scope);
                     shared.purge_seq.fetch_max(seq, Ordering::AcqRel);
                 }
             }
@@ -660,15 +665,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scopes_travel() {
-        for s in [
-            Scope::All,
-            Scope::Resource("job-1".into()),
-            Scope::Route("v2-list".into()),
+    fn purges_travel() {
+        let route = ROUTES[ROUTES.len() - 1].name;
+        for p in [
+            Purge::All,
+            Purge::Resource(ResourceId::new(ResourceKind::Job, "job-1")),
+            Purge::Resource(ResourceId::new(ResourceKind::Batch, "b 2")),
+            Purge::Route(route),
         ] {
-            assert_eq!(Scope::from_wire(&s.to_wire()), Some(s));
+            assert_eq!(purge_from_wire(&purge_to_wire(&p)), Some(p));
         }
-        assert_eq!(Scope::from_wire("resource "), None);
-        assert_eq!(Scope::from_wire("nonsense"), None);
+        assert_eq!(purge_from_wire("resource job"), None);
+        assert_eq!(purge_from_wire("route no-such-route"), None);
+        assert_eq!(purge_from_wire("nonsense"), None);
     }
 }

@@ -1,0 +1,427 @@
+//! Validation and canonical form of a cacheable route's query, driven by its parameter table.
+//!
+//! Two jobs, done in one pass so the hit path parses the query once:
+//! 1. reject what the API would reject (422, FastAPI/pydantic-shaped, every
+//!    bad parameter at once), so no upstream call is spent on it;
+//! 2. produce the canonical query: decoded, values normalized (integers,
+//!    UUIDs), documented defaults made explicit, scalars resolved as the API
+//!    resolves repeats (the last wins), lists kept whole and in order, sorted
+//!    by name, unknown parameters kept. The cache key is built from it *and*
+//!    the upstream is sent exactly it, so a key can never describe a
+//!    different response than the one stored under it.
+
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::lax::{parse_uuid, IntError, LaxInt};
+
+/// One query parameter of a route, as the API's published schema describes it.
+#[derive(Debug, Clone, Copy)]
+pub struct Param {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub arity: Arity,
+    /// The value the API uses when the parameter is absent. The canonical query
+    /// spells it out, so `?` and `?limit=100` are one key and one upstream query.
+    pub default: Option<&'static str>,
+}
+
+/// A parameter's type.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// An integer (pydantic lax), with optional inclusive bounds.
+    Int { min: Option<i64>, max: Option<i64> },
+    /// One of these exact strings (case matters).
+    Enum(&'static [&'static str]),
+    /// A UUID; canonical spelling is lower-case hyphenated.
+    Uuid,
+    /// Any string, forwarded as sent (opaque tokens, ids, date-times).
+    Text,
+}
+
+/// Whether a repeated parameter means "the last one" or "all of them".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    /// The last value wins, as FastAPI resolves a repeated scalar.
+    Scalar,
+    /// Every value is kept, in the order sent (`expand=a&expand=b`).
+    List,
+}
+
+impl Param {
+    pub const fn scalar(name: &'static str, kind: Kind) -> Param {
+        Param {
+            name,
+            kind,
+            arity: Arity::Scalar,
+            default: None,
+        }
+    }
+
+    pub const fn list(name: &'static str, kind: Kind) -> Param {
+        Param {
+            name,
+            kind,
+            arity: Arity::List,
+            default: None,
+        }
+    }
+
+    pub const fn with_default(self, default: &'static str) -> Param {
+        Param {
+            default: Some(default),
+            ..self
+        }
+    }
+}
+
+/// One invalid parameter, as pydantic reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FieldError {
+    pub kind: &'static str,
+    pub param: String,
+    pub msg: Cow<'static, str>,
+    pub input: String,
+    pub ctx: Option<Value>,
+}
+
+/// Every invalid parameter of a query (FastAPI reports them all at once).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryRejection {
+    pub errors: Vec<FieldError>,
+}
+
+impl QueryRejection {
+    /// `{"detail":[{"type","loc":["query",name],"msg","input","ctx"?}, ...]}`
+    pub fn to_json(&self) -> Bytes {
+        let detail: Vec<Value> = self
+            .errors
+            .iter()
+            .map(|e| {
+                let mut v = json!({
+                    "type": e.kind,
+                    "loc": ["query", e.param],
+                    "msg": e.msg,
+                    "input": e.input,
+                });
+                if let (Some(ctx), Value::Object(map)) = (&e.ctx, &mut v) {
+                    map.insert("ctx".to_owned(), ctx.clone());
+                }
+                v
+            })
+            .collect();
+        Bytes::from(json!({ "detail": detail }).to_string())
+    }
+}
+
+/// Validate and canonicalize a raw (still percent-encoded) query string against `params`.
+pub fn canonicalize(params: &[Param], raw: Option<&str>) -> Result<String, QueryRejection> {
+    let raw = raw.unwrap_or("");
+    // Defaults go first, so a value the client sent comes later and wins.
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = params
+        .iter()
+        .filter_map(|p| Some((Cow::Borrowed(p.name), Cow::Borrowed(p.default?))))
+        .collect();
+    pairs.extend(form_urlencoded::parse(raw.as_bytes()).filter(|(k, _)| !k.is_empty()));
+    if pairs.is_empty() {
+        return Ok(String::new());
+    }
+    // Stable sort keeps arrival order within a name: the last of a run is the last sent,
+    // and a list's values stay in the order sent.
+    pairs.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let mut errors = Vec::new();
+    let mut out = form_urlencoded::Serializer::new(String::with_capacity(raw.len() + 16));
+    let mut i = 0;
+    while i < pairs.len() {
+        let mut end = i + 1;
+        while end < pairs.len() && pairs[end].0 == pairs[i].0 {
+            end += 1;
+        }
+        let name = pairs[i].0.as_ref();
+        let spec = params.iter().find(|p| p.name == name);
+        let values = match spec.map(|p| p.arity) {
+            Some(Arity::List) => &pairs[i..end],
+            // Scalars and unknown parameters: the last value, as the API resolves repeats.
+            Some(Arity::Scalar) | None => &pairs[end - 1..end],
+        };
+        for (_, value) in values {
+            match spec {
+                None => {
+                    out.append_pair(name, value);
+                }
+                Some(p) => match normalize(p, value) {
+                    Ok(canonical) => {
+                        out.append_pair(name, &canonical);
+                    }
+                    Err(e) => errors.push(e),
+                },
+            }
+        }
+        i = end;
+    }
+    if errors.is_empty() {
+        Ok(out.finish())
+    } else {
+        Err(QueryRejection { errors })
+    }
+}
+
+/// Check one value against its parameter; its canonical form (borrowed when unchanged).
+fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldError> {
+    let err = |kind: &'static str, msg: Cow<'static, str>, ctx: Option<Value>| FieldError {
+        kind,
+        param: param.name.to_owned(),
+        msg,
+        input: value.to_owned(),
+        ctx,
+    };
+    match param.kind {
+        Kind::Text => Ok(Cow::Borrowed(value)),
+        Kind::Enum(allowed) => {
+            if !allowed.contains(&value) {
+                let expected = expected_list(allowed);
+                return Err(err(
+                    "enum",
+                    Cow::Owned(format!("Input should be {expected}")),
+                    Some(json!({ "expected": expected })),
+                ));
+            }
+            Ok(Cow::Borrowed(value))
+        }
+        Kind::Uuid => match parse_uuid(value) {
+            Ok(uuid) => Ok(Cow::Owned(uuid.hyphenated().to_string())),
+            Err(reason) => Err(err(
+                "uuid_parsing",
+                Cow::Owned(format!("Input should be a valid UUID, {reason}")),
+                Some(json!({ "error": reason })),
+            )),
+        },
+        Kind::Int { min, max } => {
+            let n =
+                match LaxInt::parse(value) {
+                    Ok(n) => n,
+                    Err(IntError::Parsing) => return Err(err(
+                        "int_parsing",
+                        Cow::Borrowed(
+                            "Input should be a valid integer, unable to parse string as an integer",
+                        ),
+                        None,
+                    )),
+                    Err(IntError::Size) => {
+                        return Err(err(
+                            "int_parsing_size",
+                            Cow::Borrowed(
+                                "Unable to parse input string as an integer, exceeded maximum size",
+                            ),
+                            None,
+                        ))
+                    }
+                };
+            if let Some(min) = min.filter(|m| n.cmp_i64(*m) == Ordering::Less) {
+                return Err(err(
+                    "greater_than_equal",
+                    Cow::Owned(format!("Input should be greater than or equal to {min}")),
+                    Some(json!({ "ge": min })),
+                ));
+            }
+            if let Some(max) = max.filter(|m| n.cmp_i64(*m) == Ordering::Greater) {
+                return Err(err(
+                    "less_than_equal",
+                    Cow::Owned(format!("Input should be less than or equal to {max}")),
+                    Some(json!({ "le": max })),
+                ));
+            }
+            Ok(n.canonical())
+        }
+    }
+}
+
+/// `'a', 'b' or 'c'`, as pydantic lists enum members.
+fn expected_list(allowed: &[&str]) -> String {
+    let quoted: Vec<String> = allowed.iter().map(|v| format!("'{v}'")).collect();
+    match quoted.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        Some((last, _)) => last.clone(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PARAMS: &[Param] = &[
+        Param::scalar(
+            "limit",
+            Kind::Int {
+                min: Some(1),
+                max: Some(1000),
+            },
+        )
+        .with_default("100"),
+        Param::scalar(
+            "offset",
+            Kind::Int {
+                min: Some(0),
+                max: None,
+            },
+        )
+        .with_default("0"),
+        Param::scalar("status", Kind::Enum(&["pending", "failed"])),
+        Param::scalar("project_id", Kind::Uuid),
+        Param::list("expand", Kind::Text),
+        Param::scalar(
+            "page_size",
+            Kind::Int {
+                min: None,
+                max: None,
+            },
+        ),
+    ];
+
+    fn canon(q: &str) -> String {
+        canonicalize(PARAMS, Some(q)).expect("valid")
+    }
+
+    fn reject(q: &str) -> Vec<(String, &'static str)> {
+        canonicalize(PARAMS, Some(q))
+            .expect_err("invalid")
+            .errors
+            .iter()
+            .map(|e| (e.param.clone(), e.kind))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_explicit_so_spellings_share_a_key() {
+        let all = [
+            "",
+            "offset=0",
+            "limit=100",
+            "limit=100&offset=0",
+            "offset=00&limit=1_00",
+        ];
+        for q in all {
+            assert_eq!(canon(q), "limit=100&offset=0", "{q:?}");
+        }
+        assert_eq!(canonicalize(&[], None).expect("empty"), "");
+        assert_eq!(canonicalize(&[], Some("")).expect("empty"), "");
+    }
+
+    #[test]
+    fn canonical_forms() {
+        assert_eq!(canon("offset=20&limit=050"), "limit=50&offset=20");
+        assert_eq!(canon("limit=5&limit=7"), "limit=7&offset=0");
+        assert_eq!(
+            canon("status=failed&zeta=1&alpha=x%20y"),
+            "alpha=x+y&limit=100&offset=0&status=failed&zeta=1"
+        );
+        assert_eq!(canon("limit=+5&offset=-0"), "limit=5&offset=0");
+        assert_eq!(canon("limit=%2010%20"), "limit=10&offset=0");
+        assert_eq!(canon("limit=5.0"), "limit=5&offset=0");
+        assert_eq!(
+            canon("project_id=6F9619FF8B86D011B42D00C04FC964FF"),
+            "limit=100&offset=0&project_id=6f9619ff-8b86-d011-b42d-00c04fc964ff"
+        );
+        // Lists keep every value, in order; scalars keep the last.
+        assert_eq!(
+            canon("expand=results&expand=zzz&expand=results"),
+            "expand=results&expand=zzz&expand=results&limit=100&offset=0"
+        );
+        assert_eq!(canon("page_size=-3"), "limit=100&offset=0&page_size=-3");
+        assert_eq!(
+            canon("page_size=99999999999999999999"),
+            "limit=100&offset=0&page_size=99999999999999999999"
+        );
+    }
+
+    #[test]
+    fn rejections_name_every_bad_parameter() {
+        assert_eq!(reject("limit=0"), [("limit".into(), "greater_than_equal")]);
+        assert_eq!(reject("limit=1001"), [("limit".into(), "less_than_equal")]);
+        assert_eq!(reject("limit=1.5"), [("limit".into(), "int_parsing")]);
+        assert_eq!(reject("limit="), [("limit".into(), "int_parsing")]);
+        assert_eq!(
+            reject("limit=99999999999999999999999"),
+            [("limit".into(), "less_than_equal")]
+        );
+        assert_eq!(reject("status=Failed"), [("status".into(), "enum")]);
+        assert_eq!(
+            reject("project_id=p1"),
+            [("project_id".into(), "uuid_parsing")]
+        );
+        assert_eq!(
+            reject("page_size=ten"),
+            [("page_size".into(), "int_parsing")]
+        );
+        assert_eq!(
+            reject("limit=0&offset=x&status=nope"),
+            [
+                ("limit".into(), "greater_than_equal"),
+                ("offset".into(), "int_parsing"),
+                ("status".into(), "enum")
+            ]
+        );
+        // The last repeat decides, as upstream; a bad default-shadowing value still fails.
+        assert_eq!(
+            reject("limit=5&limit=0"),
+            [("limit".into(), "greater_than_equal")]
+        );
+        assert_eq!(canon("limit=0&limit=5"), "limit=5&offset=0");
+    }
+
+    #[test]
+    fn canonical_form_is_a_fixed_point_and_order_free() {
+        for q in [
+            "limit=050&offset=0010&status=failed",
+            "zeta=%C3%A9t%C3%A9&alpha=a+b&limit=7",
+            "project_id=6f9619ff-8b86-d011-b42d-00c04fc964ff&other=o%261&limit=10",
+            "limit=3&limit=4&x=&x=2",
+            "a=%ZZ&limit=1_0",
+        ] {
+            let once = canon(q);
+            assert_eq!(canon(&once), once, "re-canonicalizing {q:?} changed it");
+            let mut parts: Vec<&str> = q.split('&').collect();
+            parts.reverse();
+            let names: Vec<&str> = parts
+                .iter()
+                .map(|p| p.split('=').next().unwrap_or(""))
+                .collect();
+            let unique =
+                names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+            if unique {
+                assert_eq!(
+                    canon(&parts.join("&")),
+                    once,
+                    "order changed the key of {q:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rejection_json_is_fastapi_shaped() {
+        let body = canonicalize(PARAMS, Some("limit=0&status=x"))
+            .expect_err("invalid")
+            .to_json();
+        let v: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(v["detail"][0]["loc"], json!(["query", "limit"]));
+        assert_eq!(v["detail"][0]["type"], "greater_than_equal");
+        assert_eq!(v["detail"][0]["input"], "0");
+        assert_eq!(v["detail"][0]["ctx"]["ge"], 1);
+        assert_eq!(
+            v["detail"][1]["msg"],
+            "Input should be 'pending' or 'failed'"
+        );
+        let uuid = canonicalize(PARAMS, Some("project_id=nope")).expect_err("invalid");
+        let v: Value = serde_json::from_slice(&uuid.to_json()).expect("json");
+        assert_eq!(v["detail"][0]["type"], "uuid_parsing");
+        assert!(v["detail"][0]["msg"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Input should be a valid UUID, ")));
+    }
+}
