@@ -137,7 +137,124 @@ async fn gateways_with_other_secrets_never_share() {
     );
     assert_eq!(f.upstream_items(JOB_A), 2);
     assert_eq!(other.metric("pollgate_fleet_l2_hits_total").await, 0.0);
-    let _ = SECRET;
-    let _ = fleet_state;
-    let _ = Method::GET;
+}
+
+/// The Cache-Status of `path` for TOKEN_A on each gateway, in order.
+async fn statuses(f: &Fleet, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for g in &f.gateways {
+        let res = g.get(path, Some(TOKEN_A)).await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        out.push(res.cache_status().to_owned());
+    }
+    out
+}
+
+/// Entries each gateway holds in L1.
+async fn entries(f: &Fleet) -> Vec<f64> {
+    let mut out = Vec::new();
+    for g in &f.gateways {
+        out.push(g.metric("pollgate_cache_entries").await);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_and_cancels_reach_every_gateway() {
+    let f = Fleet::start(3, |_| {}).await;
+    let path = items_path(JOB_A, "limit=5");
+    let warm = statuses(&f, &path).await;
+    assert!(warm[0].contains("stored") && warm[1].contains("hit") && warm[2].contains("hit"), "{warm:?}");
+    assert_eq!(entries(&f).await, [1.0, 1.0, 1.0]);
+
+    // An admin purge on one gateway: every L1 copy goes within 250 ms, and L2's too.
+    let purged = f.gateways[2].admin(Method::DELETE, &format!("/cache/jobs/{JOB_A}")).await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+        entries(&f).await == [0.0, 0.0, 0.0]
+    })
+    .await;
+    assert!(gone, "L1 copies left: {:?}", entries(&f).await);
+    let after = statuses(&f, &path).await;
+    assert!(after[0].contains("fwd=miss") && after[1].contains("hit") && after[2].contains("hit"), "{after:?}");
+    assert_eq!(f.upstream_items(JOB_A), 2, "one refetch for the fleet");
+
+    // A cancel through one gateway invalidates the job everywhere.
+    let auth = bearer(TOKEN_A);
+    let cancel = f.gateways[1]
+        .request(
+            Method::POST,
+            &format!("{ITEMS}/{JOB_A}/cancel"),
+            &[("authorization", &auth), ("content-type", "application/json")],
+            bytes::Bytes::from_static(b"{}"),
+        )
+        .await;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.text());
+    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+        entries(&f).await == [0.0, 0.0, 0.0]
+    })
+    .await;
+    assert!(gone, "L1 copies left after the cancel: {:?}", entries(&f).await);
+    let after = statuses(&f, &path).await;
+    assert!(after[0].contains("fwd=miss"), "{after:?}");
+    assert_eq!(f.upstream_items(JOB_A), 3);
+
+    // Purge everything from another gateway.
+    let all = f.gateways[0].admin(Method::DELETE, "/cache").await;
+    assert_eq!(all.status, StatusCode::OK);
+    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+        entries(&f).await == [0.0, 0.0, 0.0]
+    })
+    .await;
+    assert!(gone, "L1 copies left after purging all: {:?}", entries(&f).await);
+    let miss = f.gateways[1].get(&path, Some(TOKEN_A)).await;
+    assert!(miss.cache_status().contains("fwd=miss"), "{}", miss.cache_status());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_from_before_a_purge_stores_nowhere() {
+    let f = Fleet::start(3, |_| {}).await;
+    f.sim.set_latency(Duration::from_millis(300));
+    let path = items_path(JOB_A, "limit=7");
+    let slow = spawn_get(&f.gateways[0], &path, TOKEN_A, &[]);
+    assert!(wait_until(Duration::from_secs(5), || f.sim.in_flight() == 1).await);
+    let purged = f.gateways[1].admin(Method::DELETE, "/cache").await;
+    assert_eq!(purged.status, StatusCode::OK);
+    let (res, _) = slow.await.expect("task");
+    assert_eq!(res.status, StatusCode::OK, "the client still gets its page");
+    f.sim.set_latency(Duration::ZERO);
+    // Neither L1 (the purge reached gateway 0 mid-fetch) nor L2 (the epoch moved) kept it.
+    let next = f.gateways[2].get(&path, Some(TOKEN_A)).await;
+    assert!(
+        next.cache_status().contains("fwd=miss"),
+        "a pre-purge page was served: {}",
+        next.cache_status()
+    );
+    let on_holder = f.gateways[0].get(&path, Some(TOKEN_A)).await;
+    assert_eq!(on_holder.body, next.body, "the holder serves the new page, not its own");
+    assert_eq!(f.upstream_items(JOB_A), 2, "the page fetched before the purge was not kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_other_gateways_get_the_holders_unstorable_answer() {
+    // B may not read A's job: a 404, never stored. The gateways waiting on the
+    // holder's fetch get that same 404; the upstream is asked once.
+    let f = Fleet::start(3, |_| {}).await;
+    f.sim.set_latency(Duration::from_millis(200));
+    let path = items_path(JOB_A, "limit=3");
+    let tasks: Vec<_> = (0..30)
+        .map(|i| spawn_get(&f.gateways[i % 3], &path, TOKEN_B, &[]))
+        .collect();
+    for t in tasks {
+        let (res, _) = t.await.expect("task");
+        assert_eq!(res.status, StatusCode::NOT_FOUND, "{}", res.text());
+        assert_eq!(res.json(), serde_json::json!({"detail": "Job not found"}));
+    }
+    assert_eq!(f.upstream_items(JOB_A), 1);
+    // Not stored: the next request asks the upstream again.
+    f.sim.set_latency(Duration::ZERO);
+    let again = f.gateways[1].get(&path, Some(TOKEN_B)).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(f.upstream_items(JOB_A), 2);
+    let _ = (SECRET, fleet_state);
 }
