@@ -164,11 +164,16 @@ async fn purges_and_cancels_reach_every_gateway() {
     let f = Fleet::start(3, |_| {}).await;
     let path = items_path(JOB_A, "limit=5");
     let warm = statuses(&f, &path).await;
-    assert!(warm[0].contains("stored") && warm[1].contains("hit") && warm[2].contains("hit"), "{warm:?}");
+    assert!(
+        warm[0].contains("stored") && warm[1].contains("hit") && warm[2].contains("hit"),
+        "{warm:?}"
+    );
     assert_eq!(entries(&f).await, [1.0, 1.0, 1.0]);
 
     // An admin purge on one gateway: every L1 copy goes within 250 ms, and L2's too.
-    let purged = f.gateways[2].admin(Method::DELETE, &format!("/cache/jobs/{JOB_A}")).await;
+    let purged = f.gateways[2]
+        .admin(Method::DELETE, &format!("/cache/jobs/{JOB_A}"))
+        .await;
     assert_eq!(purged.status, StatusCode::OK);
     let gone = common::fleet::eventually(Duration::from_millis(250), || async {
         entries(&f).await == [0.0, 0.0, 0.0]
@@ -176,7 +181,10 @@ async fn purges_and_cancels_reach_every_gateway() {
     .await;
     assert!(gone, "L1 copies left: {:?}", entries(&f).await);
     let after = statuses(&f, &path).await;
-    assert!(after[0].contains("fwd=miss") && after[1].contains("hit") && after[2].contains("hit"), "{after:?}");
+    assert!(
+        after[0].contains("fwd=miss") && after[1].contains("hit") && after[2].contains("hit"),
+        "{after:?}"
+    );
     assert_eq!(f.upstream_items(JOB_A), 2, "one refetch for the fleet");
 
     // A cancel through one gateway invalidates the job everywhere.
@@ -185,7 +193,10 @@ async fn purges_and_cancels_reach_every_gateway() {
         .request(
             Method::POST,
             &format!("{ITEMS}/{JOB_A}/cancel"),
-            &[("authorization", &auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
             bytes::Bytes::from_static(b"{}"),
         )
         .await;
@@ -194,7 +205,11 @@ async fn purges_and_cancels_reach_every_gateway() {
         entries(&f).await == [0.0, 0.0, 0.0]
     })
     .await;
-    assert!(gone, "L1 copies left after the cancel: {:?}", entries(&f).await);
+    assert!(
+        gone,
+        "L1 copies left after the cancel: {:?}",
+        entries(&f).await
+    );
     let after = statuses(&f, &path).await;
     assert!(after[0].contains("fwd=miss"), "{after:?}");
     assert_eq!(f.upstream_items(JOB_A), 3);
@@ -206,9 +221,17 @@ async fn purges_and_cancels_reach_every_gateway() {
         entries(&f).await == [0.0, 0.0, 0.0]
     })
     .await;
-    assert!(gone, "L1 copies left after purging all: {:?}", entries(&f).await);
+    assert!(
+        gone,
+        "L1 copies left after purging all: {:?}",
+        entries(&f).await
+    );
     let miss = f.gateways[1].get(&path, Some(TOKEN_A)).await;
-    assert!(miss.cache_status().contains("fwd=miss"), "{}", miss.cache_status());
+    assert!(
+        miss.cache_status().contains("fwd=miss"),
+        "{}",
+        miss.cache_status()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,8 +254,15 @@ async fn a_fill_from_before_a_purge_stores_nowhere() {
         next.cache_status()
     );
     let on_holder = f.gateways[0].get(&path, Some(TOKEN_A)).await;
-    assert_eq!(on_holder.body, next.body, "the holder serves the new page, not its own");
-    assert_eq!(f.upstream_items(JOB_A), 2, "the page fetched before the purge was not kept");
+    assert_eq!(
+        on_holder.body, next.body,
+        "the holder serves the new page, not its own"
+    );
+    assert_eq!(
+        f.upstream_items(JOB_A),
+        2,
+        "the page fetched before the purge was not kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
