@@ -160,11 +160,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lease_holder_killed_mid_fetch_is_taken_over_after_the_lease() {
-    let f = Fleet::start(2, |_| {}).await;
-    let dir = std::env::temp_dir().join(format!("pollgate-holder-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
+/// Start a pollgate process in `f`'s fleet; returns it and its client and admin ports.
+async fn spawn_member(f: &Fleet, dir: &std::path::Path) -> (Process, u16, u16) {
+    std::fs::create_dir_all(dir).expect("dir");
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -175,7 +173,7 @@ async fn a_lease_holder_killed_mid_fetch_is_taken_over_after_the_lease() {
     )
     .expect("config");
     let (port, admin) = (free_port(), free_port());
-    let holder = Process(
+    let member = Process(
         Command::new(env!("CARGO_BIN_EXE_pollgate"))
             .arg("--config")
             .arg(&config)
@@ -194,13 +192,45 @@ async fn a_lease_holder_killed_mid_fetch_is_taken_over_after_the_lease() {
     );
     let joined = eventually(Duration::from_secs(10), || async {
         let url = format!("http://127.0.0.1:{admin}/readyz");
-        match tokio::time::timeout(Duration::from_millis(500), ready_body(&url)).await {
+        match tokio::time::timeout(Duration::from_millis(500), get_body(&url)).await {
             Ok(Some(body)) => body.contains("\"shared\""),
             _ => false,
         }
     })
     .await;
-    assert!(joined, "the holder process joined the fleet");
+    assert!(joined, "the pollgate process joined the fleet");
+    (member, port, admin)
+}
+
+/// Send a GET to the process without waiting for the answer (it may never come).
+async fn fire(port: u16, path: &str) -> tokio::net::TcpStream {
+    let mut raw = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nhost: x\r\nauthorization: {}\r\n\r\n",
+        bearer(TOKEN_A)
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut raw, head.as_bytes())
+        .await
+        .expect("send");
+    raw
+}
+
+fn hang_next_fetch(f: &Fleet, d: Duration) {
+    f.sim.set_fault(Some(FaultRule {
+        fault: Fault::Delay(d),
+        remaining: Some(1),
+        only_token: None,
+        only_item_lists: true,
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_holder_killed_mid_fetch_is_taken_over_after_the_lease() {
+    let f = Fleet::start(2, |_| {}).await;
+    let dir = std::env::temp_dir().join(format!("pollgate-holder-{}", std::process::id()));
+    let (holder, port, _) = spawn_member(&f, &dir).await;
 
     // The holder's fetch hangs upstream; it holds the lease and renews it.
     f.sim.set_fault(Some(FaultRule {
@@ -270,11 +300,59 @@ async fn a_lease_holder_killed_mid_fetch_is_taken_over_after_the_lease() {
 }
 
 /// The body of a GET, or `None` when the server does not answer.
-async fn ready_body(url: &str) -> Option<String> {
+async fn get_body(url: &str) -> Option<String> {
     use http_body_util::BodyExt;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let res = client.get(url.parse().ok()?).await.ok()?;
     let body = res.into_body().collect().await.ok()?.to_bytes();
     Some(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_that_wakes_after_its_lease_cannot_overwrite_the_newer_page() {
+    let f = Fleet::start(1, |_| {}).await;
+    let dir = std::env::temp_dir().join(format!("pollgate-fenced-{}", std::process::id()));
+    let (holder, port, admin) = spawn_member(&f, &dir).await;
+    // The holder's fetch takes 2 s upstream; meanwhile the holder is frozen past its lease.
+    hang_next_fetch(&f, Duration::from_secs(2));
+    let path = items_path(JOB_A, "limit=6");
+    let raw = fire(port, &path).await;
+    assert!(wait_until(Duration::from_secs(5), || f.sim.in_flight() == 1).await);
+    let pid = holder.0.id().to_string();
+    let signal = |sig: &str| {
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill")
+            .success());
+    };
+    signal("-STOP");
+    // Another gateway takes the lapsed lease over and stores a newer page (a newer token).
+    let res = f.gateways[0].get(&path, Some(TOKEN_A)).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        f.gateways[0]
+            .metric("pollgate_fleet_leases_taken_over_total")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        f.gateways[0].metric("pollgate_fleet_l2_stores_total").await,
+        1.0
+    );
+    signal("-CONT");
+    // The old holder's store carries the older fencing token: refused.
+    let refused = eventually(Duration::from_secs(5), || async {
+        let text = get_body(&format!("http://127.0.0.1:{admin}/metrics"))
+            .await
+            .unwrap_or_default();
+        text.lines()
+            .any(|l| l == "pollgate_fleet_l2_stores_refused_total 1")
+    })
+    .await;
+    assert!(refused, "the stale holder's store was refused");
+    drop(raw);
+    drop(holder);
+    let _ = std::fs::remove_dir_all(&dir);
 }
