@@ -17,7 +17,9 @@ use http::{Method, StatusCode};
 const BIN: &str = env!("CARGO_BIN_EXE_pollgate");
 
 /// Every variable the binary reads; removed so the developer's environment cannot leak in.
-const ENV_VARS: [&str; 6] = [
+const ENV_VARS: [&str; 8] = [
+    "POLLGATE_REDIS_URL",
+    "POLLGATE_FLEET_SECRET",
     "POLLGATE_CONFIG",
     "POLLGATE_LISTEN",
     "POLLGATE_UPSTREAM",
