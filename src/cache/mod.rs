@@ -131,6 +131,12 @@ impl Cache {
         }
     }
 
+    /// The fleet's copy of `key`, skipping L1 and keeping nothing: what an L1
+    /// miss costs in a fleet (benches and diagnostics). `None` without `[fleet]`.
+    pub async fn get_shared(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.shared.as_ref()?.read(key).await
+    }
+
     /// Taken by a fill when it starts (see [`Fence`]).
     pub fn fence(&self) -> Fence {
         Fence {
