@@ -59,7 +59,9 @@ fn bench(c: &mut Criterion) {
         let cache = Arc::new(Cache::with_fleet(&config.cache, fleet, metrics));
         let mut h = HeaderMap::new();
         h.insert("authorization", HeaderValue::from_static("Bearer bench"));
-        let cred = FingerprintKey::from_fleet_secret(&[7; 32]).credential(&h).expect("cred");
+        let cred = FingerprintKey::from_fleet_secret(&[7; 32])
+            .credential(&h)
+            .expect("cred");
         let key = CacheKey::new(&cred, "items", "job", "limit=100", &[], &h);
         // Store through a fill, so the page lands in both tiers under a lease.
         let entry = page(30 * 1024);
@@ -67,11 +69,22 @@ fn bench(c: &mut Criterion) {
         let ticket = cache
             .join_or_start(&key, 1, move || async move {
                 let stored = c.store_if_current(k, entry.clone(), fence).await;
-                Ok(FlightOutcome { entry, stored, shared: false })
+                Ok(FlightOutcome {
+                    entry,
+                    stored,
+                    shared: false,
+                })
             })
             .expect("fill");
-        ticket.wait(Duration::from_secs(5)).await.expect("filled").expect("ok");
-        assert!(cache.get_shared(&key).await.is_some(), "the page is in Redis");
+        ticket
+            .wait(Duration::from_secs(5))
+            .await
+            .expect("filled")
+            .expect("ok");
+        assert!(
+            cache.get_shared(&key).await.is_some(),
+            "the page is in Redis"
+        );
         (cache, key)
     });
     let mut g = c.benchmark_group("fleet_hit");
