@@ -129,8 +129,11 @@ pub struct Shared {
     /// The fleet's purge sequence as last seen, to tell whether purges were missed.
     purge_seq: AtomicU64,
     /// L2 reads in flight, by key: a burst of L1 misses is one Redis read, not one each.
-    reads: Mutex<HashMap<CacheKey, watch::Receiver<Option<Option<Arc<Entry>>>>>>,
+    reads: Mutex<HashMap<CacheKey, ReadResult>>,
 }
+
+/// A read in flight: `None` until it lands, then what it found.
+type ReadResult = watch::Receiver<Option<Option<Arc<Entry>>>>;
 
 /// Removes a read from the in-flight map however the reading request ends.
 struct ReadDone<'a> {
