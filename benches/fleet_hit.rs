@@ -12,7 +12,7 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{HeaderMap, HeaderValue};
 use pollgate::cache::{Cache, Entry, FlightOutcome};
-use pollgate::config::{Config, FleetConfig, FleetSecret};
+use pollgate::config::{Config, FleetConfig};
 use pollgate::fleet::Fleet;
 use pollgate::key::{CacheKey, FingerprintKey, ResourceId, ResourceKind};
 use pollgate::metrics::Metrics;
@@ -44,14 +44,13 @@ fn bench(c: &mut Criterion) {
     let mut config = Config::default();
     config.cache.ttl = Duration::from_secs(3600);
     let fleet_config = FleetConfig {
-        redis_url: redis.url(),
-        secret: FleetSecret::new(&[7; 32]),
         key_prefix: "pgbench".into(),
         lease_ttl: Duration::from_secs(2),
         redis_timeout: Duration::from_millis(250),
         breaker_failures: 3,
         breaker_cooloff: Duration::from_secs(2),
         fallback_check: Duration::from_millis(250),
+        ..FleetConfig::new(&redis.url(), &[7; 32])
     };
     let (cache, key) = rt.block_on(async {
         let metrics = Arc::new(Metrics::new(&["items"]));

@@ -17,7 +17,7 @@ mod redis;
 use std::time::Duration;
 
 use http::{header, HeaderValue, Method, Request};
-use pollgate::config::{FleetConfig, FleetSecret};
+use pollgate::config::FleetConfig;
 use pollgate::key::FingerprintKey;
 use pollgate::{App, Config};
 use pollgate_sim::{SimOptions, SimUpstream, JOB_A, TOKEN_A};
@@ -34,7 +34,7 @@ fn config(upstream: std::net::SocketAddr, fleet: Option<FleetConfig>) -> Config 
     c.upstream.url = format!("http://{upstream}").parse().expect("uri");
     c.cache.ttl = TTL;
     c.log.access_log = false;
-    c.fleet = fleet;
+    c.fleet = fleet.unwrap_or_default();
     c.validate().expect("valid");
     c
 }
@@ -46,14 +46,13 @@ async fn run(gateways: usize, redis: Option<&redis::Redis>, run_id: usize) -> f6
     let mut apps = Vec::new();
     for _ in 0..gateways {
         let fleet = redis.map(|r| FleetConfig {
-            redis_url: r.url(),
-            secret: FleetSecret::new(b"fleet-bench-secret-0123456789abcdef"),
             key_prefix: format!("bench{run_id}"),
             lease_ttl: Duration::from_secs(2),
             redis_timeout: Duration::from_millis(250),
             breaker_failures: 3,
             breaker_cooloff: Duration::from_secs(2),
             fallback_check: Duration::from_millis(250),
+            ..FleetConfig::new(&r.url(), b"fleet-bench-secret-0123456789abcdef")
         });
         let config = config(upstream, fleet);
         let key = FingerprintKey::for_config(&config);

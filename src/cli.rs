@@ -1,19 +1,15 @@
-//! The command line: `pollgate [serve] [flags]`, each flag also a `POLLGATE_*` variable.
+//! The command line: `pollgate [serve|check-config] [flags]`.
 //!
-//! These names are a contract that users and tests script against. clap gives
-//! flag-over-environment precedence; [`ServeArgs::overrides`] hands both to
-//! the config loader, which puts them over the file.
+//! The configuration flags are built from `config::OVERRIDES`, the one list of flag and
+//! `POLLGATE_*` variable names (a contract users and tests script against). Their values
+//! stay strings here: the config loader parses them, so an error names the flag or the
+//! variable it came from, and applies the precedence flag > env > file > default.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgAction, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-use crate::config::{LogFormat, Overrides};
-
-/// The config file used when `--config` is not given, if it exists.
-pub const DEFAULT_CONFIG: &str = "config.toml";
+use crate::config::{FlagValues, Sources, OVERRIDES};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,34 +29,19 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway (the default).
     Serve(ServeArgs),
-    /// Load and validate the configuration, print it, and exit.
+    /// Load and validate the configuration, print it as TOML with each value's origin, and exit.
     CheckConfig(ServeArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
-    /// Config file (default: ./config.toml when it exists, else built-in defaults).
-    #[arg(long, env = "POLLGATE_CONFIG")]
+    /// Config file (default: ./config.toml when it exists, else built-in defaults) [env: POLLGATE_CONFIG]
+    // Read by `Sources::capture`, not by clap, so an empty variable counts as unset and
+    // a problem with it is not reported as one with `--config`.
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Address for client traffic (server.listen).
-    #[arg(long, env = "POLLGATE_LISTEN")]
-    pub listen: Option<SocketAddr>,
-    /// Upstream base URL, path prefix allowed (upstream.url).
-    #[arg(long, env = "POLLGATE_UPSTREAM")]
-    pub upstream: Option<String>,
-    /// Address of the admin API: health, metrics, purge (admin.listen).
-    #[arg(long, env = "POLLGATE_ADMIN_LISTEN")]
-    pub admin_listen: Option<SocketAddr>,
-    /// Freshness of cached item lists, e.g. `2s`, `750ms` (cache.ttl).
-    #[arg(long, env = "POLLGATE_TTL", value_parser = humantime::parse_duration)]
-    pub ttl: Option<Duration>,
-    /// Log line format (log.format).
-    #[arg(long, env = "POLLGATE_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
-    /// Redis shared by a fleet of gateways, `redis://` or `rediss://`; turns the fleet tier on
-    /// (fleet.redis_url). The fleet secret comes from fleet.secret_file or POLLGATE_FLEET_SECRET.
-    #[arg(long, env = "POLLGATE_REDIS_URL")]
-    pub redis_url: Option<String>,
+    #[command(flatten)]
+    pub flags: FlagValues,
 }
 
 impl Cli {
@@ -71,27 +52,89 @@ impl Cli {
 }
 
 impl ServeArgs {
-    /// The config file to read: the flag's, else `./config.toml` if present, else none.
-    pub fn config_path(&self) -> Option<PathBuf> {
-        match &self.config {
-            Some(p) => Some(p.clone()),
-            None => {
-                let default = PathBuf::from(DEFAULT_CONFIG);
-                default.is_file().then_some(default)
-            }
-        }
+    /// The configuration's sources, captured now (the file choice, the environment, the
+    /// flags) for this load and every reload.
+    pub fn sources(&self) -> Sources {
+        Sources::capture(self.config.clone(), self.flags.clone())
+    }
+}
+
+/// One `--flag VALUE` per entry of `OVERRIDES` that has a flag, taken as a string.
+impl Args for FlagValues {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        OVERRIDES.iter().fold(cmd, |cmd, o| {
+            let Some(flag) = o.flag else {
+                return cmd;
+            };
+            let env = o.env.map(|v| format!(" [env: {v}]")).unwrap_or_default();
+            cmd.arg(
+                Arg::new(flag)
+                    .long(flag)
+                    .value_name(o.value_name)
+                    .action(ArgAction::Set)
+                    .help(format!("{} ({}){env}", o.help, o.key)),
+            )
+        })
     }
 
-    pub fn overrides(&self) -> Overrides {
-        Overrides {
-            listen: self.listen,
-            upstream: self.upstream.clone(),
-            admin_listen: self.admin_listen,
-            ttl: self.ttl,
-            log_format: self.log_format,
-            redis_url: self.redis_url.clone(),
-            // Read here, not through clap: a secret must never be a flag (flags show in `ps`).
-            fleet_secret: std::env::var_os("POLLGATE_FLEET_SECRET").map(|v| v.into_encoded_bytes()),
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl FromArgMatches for FlagValues {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = FlagValues::default();
+        for flag in OVERRIDES.iter().filter_map(|o| o.flag) {
+            if let Some(value) = matches.get_one::<String>(flag) {
+                flags.insert(flag, value.clone());
+            }
         }
+        Ok(flags)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_are_kept_as_given_strings() {
+        let cli =
+            Cli::try_parse_from(["pollgate", "check-config", "--ttl", "abc", "--listen", "x"])
+                .expect("clap does not parse values");
+        let Command::CheckConfig(args) = cli.into_command() else {
+            panic!("check-config expected")
+        };
+        let given: Vec<_> = args
+            .flags
+            .iter()
+            .map(|(f, _, v)| (f, v.to_owned()))
+            .collect();
+        assert_eq!(
+            given,
+            [("listen", "x".to_owned()), ("ttl", "abc".to_owned())]
+        );
+    }
+
+    #[test]
+    fn serve_is_the_default_command() {
+        let cli = Cli::try_parse_from(["pollgate", "--log-format", "json"]).expect("parses");
+        let Command::Serve(args) = cli.into_command() else {
+            panic!("serve expected")
+        };
+        assert_eq!(args.flags.iter().count(), 1);
     }
 }

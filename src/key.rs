@@ -45,9 +45,9 @@ impl FingerprintKey {
 
     /// The fleet's key with `[fleet]`, else a random one for this process.
     pub fn for_config(config: &crate::config::Config) -> Self {
-        match &config.fleet {
-            Some(fleet) => Self::from_fleet_secret(fleet.secret.as_bytes()),
-            None => Self::random(),
+        match (&config.fleet.redis_url, &config.fleet.secret) {
+            (Some(_), Some(secret)) => Self::from_fleet_secret(secret.as_bytes()),
+            _ => Self::random(),
         }
     }
 

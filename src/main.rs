@@ -1,10 +1,15 @@
 //! The `pollgate` binary: parse flags, load config, bind, serve until a signal.
+//!
+//! Errors are printed once, on stderr: a configuration error (exit 2) before logging starts,
+//! a start-up or serving failure (exit 1) as the process's last word. The log (stdout) does
+//! not repeat them.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use pollgate::cli::{Cli, Command, ServeArgs};
+use pollgate::cli::{Cli, Command};
+use pollgate::config::{self, Sources};
 use pollgate::key::FingerprintKey;
 use pollgate::{server, telemetry, App, Config};
 
@@ -14,22 +19,23 @@ fn main() -> ExitCode {
         Command::Serve(args) => (args, false),
         Command::CheckConfig(args) => (args, true),
     };
-    let config = match Config::load(args.config_path().as_deref(), &args.overrides()) {
-        Ok(c) => c,
+    // Captured once: a reload re-reads the same file with the same environment and flags.
+    let sources = args.sources();
+    let loaded = match config::load(&sources) {
+        Ok(loaded) => loaded,
         Err(e) => {
             eprintln!("pollgate: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
     if check_only {
-        println!("{config:#?}");
+        print!("{}", loaded.to_toml());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(config.log.format);
-    match run(config, &args) {
+    telemetry::init(loaded.config.log.format);
+    match run(loaded.config, &sources) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
             eprintln!("pollgate: {e:#}");
             ExitCode::FAILURE
         }
@@ -37,16 +43,16 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(config: Config, args: &ServeArgs) -> anyhow::Result<()> {
+async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
     let listener = server::bind(config.server.listen, "server.listen").await?;
     let admin = server::bind(config.admin.listen, "admin.listen").await?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         upstream = %config.upstream.url,
-        fleet = config.fleet.is_some(),
+        fleet = config.fleet.enabled(),
         ttl_ms = config.cache.ttl.as_millis() as u64,
-        config = ?args.config_path(),
+        config = %sources.file(),
         "pollgate started"
     );
     if !config.admin.listen.ip().is_loopback() {

@@ -55,7 +55,11 @@ fn text(o: &Output) -> String {
 fn without_fleet_there_is_no_tier() {
     let out = check("", &[], &[]);
     assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("fleet: None"), "{}", text(&out));
+    assert!(
+        text(&out).contains("# redis_url = <not set>"),
+        "{}",
+        text(&out)
+    );
 }
 
 #[test]
@@ -70,13 +74,14 @@ fn every_key_is_read_and_the_secret_never_printed() {
     let t = text(&out);
     assert!(out.status.success(), "{t}");
     for want in [
-        "team-a",
-        "lease_ttl: 3s",
-        "redis_timeout: 100ms",
-        "breaker_failures: 5",
-        "breaker_cooloff: 4s",
-        "fallback_check: 150ms",
-        "redacted",
+        "key_prefix = \"team-a\"",
+        "lease_ttl = \"3s\"",
+        "redis_timeout = \"100ms\"",
+        "breaker_failures = 5",
+        "breaker_cooloff = \"4s\"",
+        "fallback_check = \"150ms\"",
+        "# secret = <redacted>",
+        "redis.internal:6380",
     ] {
         assert!(t.contains(want), "{want} in {t}");
     }

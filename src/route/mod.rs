@@ -11,7 +11,6 @@
 //! the key; unknown parameters are kept too (in the key and upstream), since
 //! pollgate cannot know they do not matter.
 
-mod lax;
 pub mod query;
 pub mod table;
 pub mod terminal;

@@ -16,7 +16,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::lax::{parse_uuid, IntError, LaxInt};
+use pydantic_lax::{expected_list, int, uuid};
 
 /// One query parameter of a route, as the API's published schema describes it.
 #[derive(Debug, Clone, Copy)]
@@ -34,8 +34,11 @@ pub struct Param {
 pub enum Kind {
     /// An integer (pydantic lax), with optional inclusive bounds.
     Int { min: Option<i64>, max: Option<i64> },
-    /// One of these exact strings (case matters).
+    /// One of these exact strings (case matters), declared as a Python `Enum`
+    /// (pydantic's error type `enum`).
     Enum(&'static [&'static str]),
+    /// One of these exact strings, declared as a `Literal` (error type `literal_error`).
+    Literal(&'static [&'static str]),
     /// A UUID; canonical spelling is lower-case hyphenated.
     Uuid,
     /// Any string, forwarded as sent (opaque tokens, ids, date-times).
@@ -181,46 +184,20 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
     };
     match param.kind {
         Kind::Text => Ok(Cow::Borrowed(value)),
-        Kind::Enum(allowed) => {
-            if !allowed.contains(&value) {
-                let expected = expected_list(allowed);
-                return Err(err(
-                    "enum",
-                    Cow::Owned(format!("Input should be {expected}")),
-                    Some(json!({ "expected": expected })),
-                ));
-            }
-            Ok(Cow::Borrowed(value))
+        Kind::Enum(allowed) => choice(allowed, "enum", value).map_err(|e| err(e.0, e.1, e.2)),
+        Kind::Literal(allowed) => {
+            choice(allowed, "literal_error", value).map_err(|e| err(e.0, e.1, e.2))
         }
-        Kind::Uuid => match parse_uuid(value) {
-            Ok(uuid) => Ok(Cow::Owned(uuid.hyphenated().to_string())),
+        Kind::Uuid => match uuid::parse(value) {
+            Ok(uuid) => Ok(Cow::Owned(uuid.hyphenated())),
             Err(reason) => Err(err(
                 "uuid_parsing",
-                Cow::Owned(format!("Input should be a valid UUID, {reason}")),
+                Cow::Owned(uuid::message(&reason)),
                 Some(json!({ "error": reason })),
             )),
         },
         Kind::Int { min, max } => {
-            let n =
-                match LaxInt::parse(value) {
-                    Ok(n) => n,
-                    Err(IntError::Parsing) => return Err(err(
-                        "int_parsing",
-                        Cow::Borrowed(
-                            "Input should be a valid integer, unable to parse string as an integer",
-                        ),
-                        None,
-                    )),
-                    Err(IntError::Size) => {
-                        return Err(err(
-                            "int_parsing_size",
-                            Cow::Borrowed(
-                                "Unable to parse input string as an integer, exceeded maximum size",
-                            ),
-                            None,
-                        ))
-                    }
-                };
+            let n = int::parse(value).map_err(|e| err(e.kind(), Cow::Borrowed(e.msg()), None))?;
             if let Some(min) = min.filter(|m| n.cmp_i64(*m) == Ordering::Less) {
                 return Err(err(
                     "greater_than_equal",
@@ -240,14 +217,24 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
     }
 }
 
-/// `'a', 'b' or 'c'`, as pydantic lists enum members.
-fn expected_list(allowed: &[&str]) -> String {
-    let quoted: Vec<String> = allowed.iter().map(|v| format!("'{v}'")).collect();
-    match quoted.split_last() {
-        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
-        Some((last, _)) => last.clone(),
-        None => String::new(),
+/// Why a value is not one of `allowed`: pydantic's error type, message and context.
+type ChoiceError = (&'static str, Cow<'static, str>, Option<Value>);
+
+/// `value` if it is one of `allowed`, else the error pydantic gives (`kind` is `enum` or `literal_error`).
+fn choice<'v>(
+    allowed: &[&str],
+    kind: &'static str,
+    value: &'v str,
+) -> Result<Cow<'v, str>, ChoiceError> {
+    if allowed.contains(&value) {
+        return Ok(Cow::Borrowed(value));
     }
+    let expected = expected_list(allowed);
+    Err((
+        kind,
+        Cow::Owned(format!("Input should be {expected}")),
+        Some(json!({ "expected": expected })),
+    ))
 }
 
 #[cfg(test)]

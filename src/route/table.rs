@@ -40,7 +40,7 @@ const ITEM_STATUSES: &[&str] = &[
     "skipped",
     "cancelled",
 ];
-/// The status filter of the v2 batch list.
+/// The status filter of the v2 batch list (a `Literal` in the API, not an `Enum`).
 const BATCH_STATUSES: &[&str] = &[
     "PENDING",
     "THROTTLED",
@@ -140,7 +140,7 @@ pub static ROUTES: [Route; 4] = [
             ),
             // An opaque cursor: part of the key, forwarded as sent.
             Param::scalar("page_token", Kind::Text),
-            Param::scalar("status", Kind::Enum(BATCH_STATUSES)),
+            Param::scalar("status", Kind::Literal(BATCH_STATUSES)),
             Param::scalar("source_directory_id", Kind::Text),
             // Date-times are forwarded as sent; the upstream parses them.
             Param::scalar("created_at_on_or_after", Kind::Text),

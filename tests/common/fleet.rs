@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::Method;
-use pollgate::config::{FleetConfig, FleetSecret};
+use pollgate::config::FleetConfig;
 use pollgate::Config;
 use pollgate_sim::{SimOptions, SimUpstream};
 
@@ -17,8 +17,6 @@ pub const SECRET: &[u8] = b"pollgate-test-fleet-secret-0123456789";
 /// Fleet settings for tests: short lease, quick breaker, prefix per test run.
 pub fn fleet_config(redis_url: &str, secret: &[u8]) -> FleetConfig {
     FleetConfig {
-        redis_url: redis_url.to_owned(),
-        secret: FleetSecret::new(secret),
         key_prefix: "pgtest".into(),
         lease_ttl: Duration::from_secs(1),
         // Generous for a 2-core machine shared with other builds; production's default is 250 ms.
@@ -26,6 +24,7 @@ pub fn fleet_config(redis_url: &str, secret: &[u8]) -> FleetConfig {
         breaker_failures: 3,
         breaker_cooloff: Duration::from_millis(500),
         fallback_check: Duration::from_millis(200),
+        ..FleetConfig::new(redis_url, secret)
     }
 }
 
@@ -68,7 +67,7 @@ impl Fleet {
     ) -> Harness {
         let url = redis.url();
         Harness::start_with(sim.clone(), upstream, |c| {
-            c.fleet = Some(fleet_config(&url, secret));
+            c.fleet = fleet_config(&url, secret);
             tweak(c);
         })
         .await

@@ -19,8 +19,6 @@
 //! Rust's `uuid` crate was not used: its messages differ between versions and it accepts an
 //! upper-case `URN:UUID:` prefix, which pydantic refuses.
 
-use super::FieldError;
-
 const LONGEST: usize = 45;
 const URN: &str = "urn:uuid:";
 /// Where each group of the hyphenated form starts, and how long it is.
@@ -76,17 +74,9 @@ pub fn parse(text: &str) -> Result<Uuid, String> {
     }
 }
 
-/// Validates query parameter `name` as a UUID: pydantic's `uuid_parsing` error on failure.
-pub fn query_param(name: &str, input: &str) -> Result<Uuid, FieldError> {
-    parse(input).map_err(|error| {
-        FieldError::query(
-            "uuid_parsing",
-            name,
-            format!("Input should be a valid UUID, {error}"),
-            input,
-        )
-        .with_ctx(serde_json::json!({ "error": error }))
-    })
+/// pydantic's whole `uuid_parsing` message for a [`parse`] error.
+pub fn message(error: &str) -> String {
+    format!("Input should be a valid UUID, {error}")
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -17,8 +17,6 @@
 //! (`1.0e3`) and reports a few range errors differently. A value without an offset is naive in
 //! pydantic; the simulator compares it as UTC.
 
-use super::FieldError;
-
 /// Microseconds since the Unix epoch, UTC.
 pub type Micros = i64;
 
@@ -73,14 +71,6 @@ pub fn parse(text: &str) -> Result<Micros, DateTimeError> {
         return Err(EXTRA);
     }
     date.midnight()
-}
-
-/// Validates query parameter `name` as a datetime.
-pub fn query_param(name: &str, input: &str) -> Result<Micros, FieldError> {
-    parse(input).map_err(|e| {
-        FieldError::query(e.kind, name, e.msg(), input)
-            .with_ctx(serde_json::json!({ "error": e.error }))
-    })
 }
 
 #[derive(Clone, Copy)]

@@ -14,8 +14,11 @@
 //!
 //! A JSON integer of more than 4,300 digits (CPython's limit for `int(str)`) is refused as
 //! `int_parsing_size` on the first try only; a cleaned one that long is `int_parsing`.
+//! Integers are arbitrary-precision, as in Python: the value is kept as its
+//! canonical digits, so a bound can be checked and the number forwarded exactly.
 
-use super::FieldError;
+use std::borrow::Cow;
+use std::cmp::Ordering;
 
 /// CPython's default limit on the digits of an `int` parsed from text.
 const MAX_DIGITS: usize = 4300;
@@ -23,9 +26,14 @@ const MAX_DIGITS: usize = 4300;
 const PARSING_MSG: &str = "Input should be a valid integer, unable to parse string as an integer";
 const SIZE_MSG: &str = "Unable to parse input string as an integer, exceeded maximum size";
 
-/// A parsed integer. Values beyond `i64` saturate: bounds checks only need to know that they
-/// are beyond every bound, and no simulated collection is that large.
-pub type LaxInt = i64;
+/// A parsed integer in canonical form: no sign for zero, no leading zeros.
+/// Borrows the input when it was already canonical, so the common case allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Int<'a> {
+    negative: bool,
+    /// Decimal digits without leading zeros ("0" for zero).
+    digits: Cow<'a, str>,
+}
 
 /// Why the text is not an integer: pydantic's error `type` and `msg`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,57 +58,73 @@ impl IntError {
     }
 }
 
+impl<'a> Int<'a> {
+    /// The canonical decimal text (borrowed when it can be).
+    pub fn canonical(&self) -> Cow<'a, str> {
+        if self.negative {
+            Cow::Owned(format!("-{}", self.digits))
+        } else {
+            self.digits.clone()
+        }
+    }
+
+    /// Compare with a machine integer (for `ge`/`le` bounds).
+    pub fn cmp_i64(&self, other: i64) -> Ordering {
+        match (self.negative, other < 0) {
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            _ => {}
+        }
+        let other_digits = other.unsigned_abs().to_string();
+        let magnitude = self
+            .digits
+            .len()
+            .cmp(&other_digits.len())
+            .then_with(|| self.digits.as_ref().cmp(other_digits.as_str()));
+        if self.negative {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
+    }
+
+    /// The value as an `i64`, saturating beyond its range.
+    pub fn saturating_i64(&self) -> i64 {
+        match (self.negative, self.digits.parse::<i64>()) {
+            (false, Ok(v)) => v,
+            (true, Ok(v)) => -v,
+            (false, Err(_)) => i64::MAX,
+            // `-9223372036854775808` does not fit as a positive magnitude either.
+            (true, Err(_)) => i64::MIN,
+        }
+    }
+}
+
 /// Parses `text` as pydantic's lax `int` does.
-pub fn parse(text: &str) -> Result<LaxInt, IntError> {
+pub fn parse(text: &str) -> Result<Int<'_>, IntError> {
     match json_int(text) {
         JsonInt::Value(v) => return Ok(v),
         JsonInt::TooLong => return Err(IntError::Size),
         JsonInt::Invalid => {}
     }
-    match clean(text).map(|cleaned| json_int(&cleaned)) {
-        Some(JsonInt::Value(v)) => Ok(v),
-        _ => Err(IntError::Parsing),
+    let cleaned = clean(text).ok_or(IntError::Parsing)?;
+    match json_int(&cleaned) {
+        JsonInt::Value(v) => Ok(Int {
+            negative: v.negative,
+            digits: Cow::Owned(v.digits.into_owned()),
+        }),
+        JsonInt::TooLong | JsonInt::Invalid => Err(IntError::Parsing),
     }
 }
 
-/// Parses query parameter `name` as an integer and checks `ge`/`le` like `Query(ge=, le=)`.
-pub fn query_param(
-    name: &str,
-    input: &str,
-    ge: Option<i64>,
-    le: Option<i64>,
-) -> Result<LaxInt, FieldError> {
-    let value =
-        parse(input).map_err(|e| FieldError::query(e.kind(), name, e.msg().to_owned(), input))?;
-    if let Some(ge) = ge.filter(|ge| value < *ge) {
-        return Err(FieldError::query(
-            "greater_than_equal",
-            name,
-            format!("Input should be greater than or equal to {ge}"),
-            input,
-        )
-        .with_ctx(serde_json::json!({ "ge": ge })));
-    }
-    if let Some(le) = le.filter(|le| value > *le) {
-        return Err(FieldError::query(
-            "less_than_equal",
-            name,
-            format!("Input should be less than or equal to {le}"),
-            input,
-        )
-        .with_ctx(serde_json::json!({ "le": le })));
-    }
-    Ok(value)
-}
-
-enum JsonInt {
-    Value(LaxInt),
+enum JsonInt<'a> {
+    Value(Int<'a>),
     TooLong,
     Invalid,
 }
 
 /// A JSON integer and nothing else: no sign but `-`, no leading zero, no spaces.
-fn json_int(text: &str) -> JsonInt {
+fn json_int(text: &str) -> JsonInt<'_> {
     let (negative, digits) = match text.strip_prefix('-') {
         Some(rest) => (true, rest),
         None => (false, text),
@@ -114,12 +138,9 @@ fn json_int(text: &str) -> JsonInt {
     if digits.len() > MAX_DIGITS {
         return JsonInt::TooLong;
     }
-    let magnitude = digits.parse::<i64>().ok();
-    JsonInt::Value(match (negative, magnitude) {
-        (false, Some(v)) => v,
-        (true, Some(v)) => -v,
-        (false, None) => i64::MAX,
-        (true, None) => i64::MIN,
+    JsonInt::Value(Int {
+        negative: negative && digits != "0",
+        digits: Cow::Borrowed(digits),
     })
 }
 
@@ -185,28 +206,36 @@ fn skip_leading_zeros(s: &str) -> Option<&str> {
 mod tests {
     use super::*;
 
+    fn value(input: &str) -> Result<String, IntError> {
+        parse(input).map(|v| v.canonical().into_owned())
+    }
+
     #[test]
     fn accepts_what_lax_mode_accepts() {
         for (input, want) in [
-            ("5", 5),
-            ("+5", 5),
-            (" 5 ", 5),
-            ("\t5\n", 5),
-            ("5.0", 5),
-            ("5.00", 5),
-            ("1_000", 1000),
-            ("1_000.0", 1000),
-            ("-0", 0),
-            ("00005", 5),
-            ("-0.0", 0),
-            ("0-9", -9),
-            ("0__40", 40),
-            ("\u{3000}5", 5),
-            ("99999999999999999999999", i64::MAX),
-            ("-99999999999999999999999", i64::MIN),
+            ("5", "5"),
+            ("+5", "5"),
+            (" 5 ", "5"),
+            ("\t5\n", "5"),
+            ("5.0", "5"),
+            ("5.00", "5"),
+            ("1_000", "1000"),
+            ("1_000.0", "1000"),
+            ("-0", "0"),
+            ("00005", "5"),
+            ("-0.0", "0"),
+            ("0-9", "-9"),
+            ("0__40", "40"),
+            ("\u{3000}5", "5"),
+            ("99999999999999999999999", "99999999999999999999999"),
+            ("-99999999999999999999999", "-99999999999999999999999"),
         ] {
-            assert_eq!(parse(input), Ok(want), "{input:?}");
+            assert_eq!(value(input).as_deref(), Ok(want), "{input:?}");
         }
+        assert!(matches!(
+            parse("10").map(|v| v.canonical()),
+            Ok(Cow::Borrowed("10"))
+        ));
     }
 
     #[test]
@@ -215,23 +244,33 @@ mod tests {
             "1.5", "5.", ".5", "1e3", "0x10", "1__0", "_1", "1_", "", " ", "+", "-", "++5", "+-1",
             "--1", "5 5", "５", "\u{1c}5", "5.10", "5.0_0", "1,000",
         ] {
-            assert_eq!(parse(input), Err(IntError::Parsing), "{input:?}");
+            assert_eq!(value(input), Err(IntError::Parsing), "{input:?}");
         }
-        assert_eq!(parse(&"1".repeat(4301)), Err(IntError::Size));
-        assert_eq!(parse(&"1".repeat(4300)), Ok(i64::MAX));
+        assert_eq!(value(&"1".repeat(4301)), Err(IntError::Size));
+        assert_eq!(value(&"1".repeat(4300)), Ok("1".repeat(4300)));
         assert_eq!(
-            parse(&format!(" {}", "1".repeat(4301))),
+            value(&format!(" {}", "1".repeat(4301))),
             Err(IntError::Parsing)
         );
     }
 
     #[test]
-    fn bounds_errors_carry_ctx() {
-        let e = query_param("limit", "0", Some(1), Some(1000)).unwrap_err();
-        assert_eq!(e.kind, "greater_than_equal");
-        assert_eq!(e.ctx.as_deref(), Some(&serde_json::json!({"ge": 1})));
-        let e = query_param("limit", "1_001", Some(1), Some(1000)).unwrap_err();
-        assert_eq!(e.kind, "less_than_equal");
-        assert_eq!(e.input, "1_001");
+    fn bounds_compare_at_any_size() {
+        let n = |s: &'static str| parse(s).expect("int");
+        assert_eq!(n("1000").cmp_i64(1000), Ordering::Equal);
+        assert_eq!(n("1001").cmp_i64(1000), Ordering::Greater);
+        assert_eq!(n("0").cmp_i64(1), Ordering::Less);
+        assert_eq!(n("-1").cmp_i64(0), Ordering::Less);
+        assert_eq!(n("-5").cmp_i64(-7), Ordering::Greater);
+        assert_eq!(
+            n("99999999999999999999999").cmp_i64(i64::MAX),
+            Ordering::Greater
+        );
+        assert_eq!(
+            n("-99999999999999999999999").cmp_i64(i64::MIN),
+            Ordering::Less
+        );
+        assert_eq!(n("99999999999999999999999").saturating_i64(), i64::MAX);
+        assert_eq!(n("-12").saturating_i64(), -12);
     }
 }
