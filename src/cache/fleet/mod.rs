@@ -587,7 +587,13 @@ impl Shared {
                 self.purge_seq.fetch_max(seq, Ordering::AcqRel);
             }
             Err(e) => {
-                tracing::warn!(error = %crate::error::Chain(&e), "purge not shared with the fleet (Redis unavailable): other gateways keep their copies until they expire")
+                // (Not `error::Chain`: `error` depends on `cache`, and modules form no cycle.)
+                let cause = std::error::Error::source(&e).map(ToString::to_string);
+                tracing::warn!(
+                    error = %e,
+                    cause = cause.as_deref().unwrap_or("-"),
+                    "purge not shared with the fleet (Redis unavailable): other gateways keep their copies until they expire"
+                );
             }
         }
     }
