@@ -96,11 +96,14 @@ impl Drop for Subscription {
         if last {
             map.remove(&self.channel);
             drop(map);
-            if let Some(mut sink) = self.bus.sink() {
+            // Fire and forget (a stale subscription only costs ignored messages), and only
+            // while a runtime runs: a runtime shutting down drops its tasks, and this with them.
+            if let (Some(mut sink), Ok(runtime)) =
+                (self.bus.sink(), tokio::runtime::Handle::try_current())
+            {
                 let channel = std::mem::take(&mut self.channel);
                 let timeout = self.bus.timeout;
-                // Fire and forget: a stale subscription only costs ignored messages.
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     let _ = tokio::time::timeout(timeout, sink.unsubscribe(channel)).await;
                 });
             }
