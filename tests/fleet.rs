@@ -289,3 +289,43 @@ async fn waiters_on_other_gateways_get_the_holders_unstorable_answer() {
     assert_eq!(f.upstream_items(JOB_A), 2);
     let _ = (SECRET, fleet_state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_lease_holder_revalidates_a_stale_page() {
+    let f = Fleet::start(3, |c| c.cache.ttl = Duration::from_secs(1)).await;
+    let path = items_path(JOB_A, "limit=8");
+    let warm = statuses(&f, &path).await;
+    assert!(warm[0].contains("stored"), "{warm:?}");
+    assert_eq!(f.upstream_items(JOB_A), 1);
+    // Past the TTL, within stale-while-revalidate on every gateway.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    f.sim.set_latency(Duration::from_millis(200));
+    let tasks: Vec<_> = (0..30)
+        .map(|i| spawn_get(&f.gateways[i % 3], &path, TOKEN_A, &[]))
+        .collect();
+    for t in tasks {
+        let (res, _) = t.await.expect("task");
+        assert_eq!(res.status, StatusCode::OK);
+        assert!(
+            res.cache_status().contains("stale-while-revalidate"),
+            "{}",
+            res.cache_status()
+        );
+    }
+    // The one refresh lands; then every gateway serves the refreshed page.
+    let refreshed = common::fleet::eventually(Duration::from_secs(3), || async {
+        f.upstream_items(JOB_A) == 2 && f.sim.in_flight() == 0
+    })
+    .await;
+    assert!(refreshed, "upstream requests: {}", f.upstream_items(JOB_A));
+    f.sim.set_latency(Duration::ZERO);
+    for g in &f.gateways {
+        let res = g.get(&path, Some(TOKEN_A)).await;
+        assert!(
+            res.cache_status().starts_with("pollgate; hit; ttl"),
+            "{}",
+            res.cache_status()
+        );
+    }
+    assert_eq!(f.upstream_items(JOB_A), 2, "one revalidation for the fleet");
+}
