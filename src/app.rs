@@ -90,6 +90,9 @@ impl App {
                 Err(e) => tracing::warn!(error = %e, "admin listener task failed"),
             }
         }
+        let gateway = self.gateway.clone();
+        // Joins the writer thread: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || gateway.close_access_log()).await;
         result
     }
 }

@@ -20,6 +20,7 @@
 //! [`app`] wires the gateway and the admin API to their listeners;
 //! [`shutdown`] is the one signal that stops them.
 
+pub mod access_log;
 pub mod admin;
 pub mod app;
 pub mod body;

@@ -44,8 +44,8 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
-    let listener = server::bind(config.server.listen, "server.listen").await?;
-    let admin = server::bind(config.admin.listen, "admin.listen").await?;
+    let listener = server::bind(config.server.listen, "server.listen")?;
+    let admin = server::bind(config.admin.listen, "admin.listen")?;
     tracing::info!(
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
@@ -62,10 +62,32 @@ async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
         );
     }
     let fingerprints = FingerprintKey::for_config(&config);
-    let app = App::new(config, fingerprints).context("cannot start the gateway")?;
+    let app = App::new(config, fingerprints).context("cannot set up the gateway")?;
     app.shutdown().trigger_on(shutdown_signal());
+    reopen_logs_on_sighup(app.gateway().clone());
     app.serve(listener, Some(admin)).await?;
     Ok(())
+}
+
+/// On SIGHUP, reopen the access log file (logrotate moved it).
+fn reopen_logs_on_sighup(gateway: pollgate::Gateway) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        while hup.recv().await.is_some() {
+            let gateway = gateway.clone();
+            let _ = tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await;
+            tracing::info!("SIGHUP: access log reopened");
+        }
+    });
+    #[cfg(not(unix))]
+    drop(gateway);
 }
 
 /// SIGINT or SIGTERM.

@@ -73,6 +73,7 @@ pub struct Metrics {
     pub upstream_in_flight: Gauge,
     pub backoffs_active: Gauge,
     pub purges: Counter,
+    pub access_log_dropped: Counter,
     pub fleet: FleetMetrics,
 }
 
@@ -256,6 +257,7 @@ impl Metrics {
             upstream_in_flight: Gauge::default(),
             backoffs_active: Gauge::default(),
             purges: Counter::default(),
+            access_log_dropped: Counter::default(),
             fleet: FleetMetrics::new(),
             registry,
         };
@@ -325,6 +327,11 @@ impl Metrics {
             "purges",
             "Cache purges (admin or invalidating writes)",
             m.purges.clone(),
+        );
+        r.register(
+            "access_log_dropped",
+            "Access lines dropped because the log writer fell behind",
+            m.access_log_dropped.clone(),
         );
         m.fleet.register(r);
         m

@@ -138,9 +138,24 @@ fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static))
     tracing::debug!(peer = %peer, error = %crate::error::Chain(e), "connection ended with an error");
 }
 
-/// Bind a listener, naming the key in the error.
-pub async fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await.map_err(|e| {
+/// Pending connections the kernel queues before `accept`: a burst of pollers
+/// connecting at once must not overflow it (the usual default, 128, drops SYNs
+/// and costs the overflow a one-second retransmit).
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Bind a listener with [`LISTEN_BACKLOG`], naming the key in the error.
+/// Call it inside the runtime that will serve it.
+pub fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    let named = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
-    })
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(named)?;
+    socket.set_reuseaddr(true).map_err(named)?;
+    socket.bind(addr).map_err(named)?;
+    socket.listen(LISTEN_BACKLOG).map_err(named)
 }

@@ -258,7 +258,7 @@ fn shipped_config_toml_is_valid() {
     assert!(shown.contains("127.0.0.1:8080"), "{shown}");
     assert!(shown.contains("127.0.0.1:9090"), "{shown}");
     // It spells out the defaults: loading it gives the built-in configuration, every key
-    // taken from the file except the optional one it leaves commented out.
+    // taken from the file except the optional ones it leaves commented out.
     let defaults = run(pollgate(&dir.0).arg("check-config"));
     assert!(defaults.status.success(), "{}", stderr(&defaults));
     let (from_file, built_in) = (printed(&shown), printed(&stdout(&defaults)));
@@ -273,9 +273,11 @@ fn shipped_config_toml_is_valid() {
         let source = |o: &str| o.split(',').next().unwrap_or_default().to_owned();
         assert_eq!(source(origin_d), "default", "{key}");
         let expected = match key.as_str() {
-            "upstream.extra_ca_file" | "fleet.redis_url" | "fleet.secret_file" | "fleet.secret" => {
-                "default"
-            }
+            "upstream.extra_ca_file"
+            | "log.access_log_path"
+            | "fleet.redis_url"
+            | "fleet.secret_file"
+            | "fleet.secret" => "default",
             _ => "file",
         };
         assert_eq!(source(origin), expected, "{key}");
@@ -600,10 +602,22 @@ async fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     drop(client); // close pooled connections
 
     let logs = stop_binary(child).await;
-    assert!(
-        logs.contains("pollgate::access"),
+    // One JSON access line per request, all flushed at shutdown, in order.
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter(|l| l.contains("\"target\":\"pollgate::access\""))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(
+        access.len(),
+        2,
         "one access line per request expected in the logs: {logs}"
     );
+    assert_eq!(access[0]["result"], "miss");
+    assert_eq!(access[1]["result"], "hit");
+    assert_eq!(access[1]["route"], "items");
+    assert_eq!(access[1]["status"], 200);
+    assert_eq!(access[1]["path"], format!("{ITEMS}/{JOB_A}/items"));
     assert!(
         !logs.contains(TOKEN_A),
         "a credential leaked into the logs: {logs}"

@@ -161,4 +161,64 @@ mod tests {
         );
         assert_eq!(p.fresh_for(false), Duration::from_secs(2));
     }
+
+    /// Stale `by` exactly: past the TTL by this much.
+    fn staleness(p: &Policy, e: &Entry) -> Staleness {
+        match p.judge(e, Instant::now()) {
+            Freshness::Stale(s) => s,
+            Freshness::Fresh(left) => panic!("still fresh for {left:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_stale_window_ends_exactly_where_configured() {
+        let p = policy();
+        let e = Entry::for_tests(b"x", false);
+        // TTL 2 s + stale-while-revalidate 10 s: its last moment is still inside.
+        tokio::time::advance(Duration::from_secs(12)).await;
+        let s = staleness(&p, &e);
+        assert_eq!(s.by, Duration::from_secs(10));
+        assert!(s.revalidate && s.usable);
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let s = staleness(&p, &e);
+        assert!(!s.revalidate && s.usable, "past SWR, within SIE: {s:?}");
+        // Stale-if-error 60 s: the same, inclusive at its end.
+        tokio::time::advance(Duration::from_millis(49_999)).await;
+        assert!(staleness(&p, &e).usable);
+        assert!(p.usable(&e, Instant::now()));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(!staleness(&p, &e).usable);
+        assert!(!p.usable(&e, Instant::now()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_stale_windows_an_expired_page_can_only_be_refetched() {
+        let mut c = Config::default().cache;
+        c.ttl = Duration::from_secs(1);
+        c.stale_while_revalidate = Duration::ZERO;
+        c.stale_if_error = Duration::ZERO;
+        let p = Policy::new(&c);
+        let e = Entry::for_tests(b"x", false);
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert_eq!(
+            p.judge(&e, Instant::now()),
+            Freshness::Fresh(Duration::from_millis(1))
+        );
+        tokio::time::advance(Duration::from_millis(2)).await;
+        let s = staleness(&p, &e);
+        assert!(!s.revalidate && !s.usable, "{s:?}");
+        assert_eq!(p.retain_for(false), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_finished_jobs_page_is_kept_for_its_ttl_plus_the_longest_window() {
+        let p = policy();
+        assert_eq!(p.retain_for(true), Duration::from_secs(360));
+        let done = Entry::for_tests(b"x", true);
+        tokio::time::advance(Duration::from_secs(300)).await;
+        let s = staleness(&p, &done);
+        assert!(s.by.is_zero() && s.revalidate && s.usable);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        assert!(!p.usable(&done, Instant::now()), "past every window");
+    }
 }

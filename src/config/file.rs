@@ -114,6 +114,7 @@ pub(super) struct FileBackoff {
 pub(super) struct FileLog {
     pub format: Option<LogFormat>,
     pub access_log: Option<bool>,
+    pub access_log_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -85,6 +85,9 @@ pub(super) fn apply(l: &mut Layers, c: &mut Config) {
 
     set!(l, c.log.format);
     set!(l, c.log.access_log);
+    if let Some(path) = pick!(l, log.access_log_path) {
+        c.log.access_log_path = Some(path);
+    }
 
     if let Some(url) = pick!(l, fleet.redis_url) {
         c.fleet.redis_url = Some(url);
@@ -152,6 +155,12 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
     r.section("log");
     r.key("format", c.log.format);
     r.key("access_log", c.log.access_log);
+    let path = c
+        .log
+        .access_log_path
+        .as_ref()
+        .map(|p| p.display().to_string());
+    r.optional("access_log_path", path);
 
     let f = &c.fleet;
     r.section("fleet");

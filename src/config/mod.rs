@@ -154,8 +154,11 @@ pub struct BackoffConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     pub format: LogFormat,
-    /// One line per request at info level on target `pollgate::access`.
+    /// One line per request (see `access_log.rs`), in `format`.
     pub access_log: bool,
+    /// Where access lines go: their own file (reopened on SIGHUP, for logrotate),
+    /// or, when unset, standard output beside the other logs.
+    pub access_log_path: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -201,6 +204,7 @@ impl Default for Config {
             log: LogConfig {
                 format: LogFormat::Text,
                 access_log: true,
+                access_log_path: None,
             },
             fleet: FleetConfig::default(),
         }

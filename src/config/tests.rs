@@ -206,6 +206,7 @@ max_retry_after = "10m"
 [log]
 format = "json"
 access_log = false
+access_log_path = "/var/log/pollgate/access.log"
 [fleet]
 redis_url = "rediss://redis.internal:6380/1"
 secret_file = {ca}

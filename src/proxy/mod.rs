@@ -18,10 +18,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Request, Response};
+use http::{Request, Response};
 use hyper::body::Body;
 use tokio::time::Instant;
 
+use crate::access_log::{AccessLog, Line, Sink};
 use crate::admin::{Control, PurgeTarget, Readiness};
 use crate::body::{BoxError, ResponseBody};
 use crate::cache::{Cache, Purge};
@@ -40,8 +41,10 @@ use crate::upstream::{TlsSetupError, Upstream};
 /// Why a gateway could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("cannot set up the upstream client")]
+    #[error(transparent)]
     Tls(#[from] TlsSetupError),
+    #[error("cannot open the access log (log.access_log_path): {0}")]
+    AccessLog(#[source] std::io::Error),
     #[error("cannot set up the fleet tier")]
     Fleet(#[from] FleetError),
 }
@@ -59,6 +62,8 @@ struct State {
     fingerprints: FingerprintKey,
     /// Triggered when shutdown begins, so held long-polls answer at once.
     shutdown: Shutdown,
+    /// `None` when `log.access_log` is off.
+    access_log: Option<AccessLog>,
 }
 
 /// The gateway: cheap to clone, one per process.
@@ -80,6 +85,19 @@ impl Gateway {
         let route_names: Vec<&'static str> = route::ROUTES.iter().map(|r| r.name).collect();
         let metrics = Arc::new(Metrics::new(&route_names));
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
+        let access_log = if config.log.access_log {
+            let sink = match &config.log.access_log_path {
+                Some(path) => Sink::File(path.clone()),
+                None => Sink::Stdout,
+            };
+            let dropped = metrics.access_log_dropped.clone();
+            Some(
+                AccessLog::start(sink, config.log.format, dropped)
+                    .map_err(SetupError::AccessLog)?,
+            )
+        } else {
+            None
+        };
         let rate = config.upstream.max_requests_per_second;
         let fleet = if config.fleet.enabled() {
             Some(Fleet::start(&config.fleet, metrics.clone(), &shutdown)?)
@@ -97,6 +115,7 @@ impl Gateway {
             ),
         };
         let state = State {
+            access_log,
             cache,
             shield,
             fleet,
@@ -119,18 +138,44 @@ impl Gateway {
         B::Error: Into<BoxError>,
     {
         // Timed only when an access line will be written.
-        let started = self.state.config.log.access_log.then(Instant::now);
+        let started = self.state.access_log.is_some().then(Instant::now);
         let (parts, body) = req.into_parts();
         if let Some(matched) = route::match_read(&parts.method, parts.uri.path()) {
             let (response, outcome) = cached::serve(&self.state, &parts, matched, conn).await;
-            self.access_log(&parts.method, &parts.uri, &response, outcome, started);
+            let route = matched.route.name;
+            self.access_log(&parts, conn, route, &response, outcome, started);
             return response;
         }
         self.state.metrics.passthrough_request();
-        let (method, uri) = (parts.method.clone(), parts.uri.clone());
+        let Some(started) = started else {
+            return passthrough::forward(&self.state, parts, body, conn).await;
+        };
+        let logged = parts.clone();
         let response = passthrough::forward(&self.state, parts, body, conn).await;
-        self.access_log(&method, &uri, &response, Outcome::Passthrough, started);
+        let outcome = Outcome::Passthrough;
+        self.access_log(
+            &logged,
+            conn,
+            "passthrough",
+            &response,
+            outcome,
+            Some(started),
+        );
         response
+    }
+
+    /// Reopen the access log file (after logrotate moved it). Blocks briefly.
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.state.access_log {
+            log.reopen();
+        }
+    }
+
+    /// Write every pending access line; call once serving has stopped.
+    pub fn close_access_log(&self) {
+        if let Some(log) = &self.state.access_log {
+            log.close();
+        }
     }
 
     /// Serve a request of a cacheable route (no body is read), with how it
@@ -142,24 +187,25 @@ impl Gateway {
 
     fn access_log(
         &self,
-        method: &Method,
-        uri: &http::Uri,
+        parts: &Parts,
+        conn: ConnInfo,
+        route: &str,
         res: &Response<ResponseBody>,
         outcome: Outcome,
         started: Option<Instant>,
     ) {
-        let Some(started) = started else {
+        let (Some(log), Some(started)) = (&self.state.access_log, started) else {
             return;
         };
-        // The path only: the query may carry identifiers users consider private; never headers.
-        tracing::info!(
-            target: "pollgate::access",
-            method = %method,
-            path = uri.path(),
-            status = res.status().as_u16(),
-            cache = outcome.result().as_str(),
-            latency_us = started.elapsed().as_micros() as u64,
-        );
+        log.log(&Line {
+            peer: conn.peer,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            status: res.status().as_u16(),
+            result: outcome.result().as_str(),
+            route,
+            latency: started.elapsed(),
+        });
     }
 }
 

@@ -402,6 +402,95 @@ mod tests {
         assert_eq!(s.active(), 1);
     }
 
+    fn asking(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(value));
+        h
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_ends_exactly_when_asked_and_one_probe_decides() {
+        let s = shield();
+        let a = cred("Bearer a");
+        let asked = asking("retry-after-ms", "1000");
+        assert_eq!(
+            s.record(&a, StatusCode::TOO_MANY_REQUESTS, &asked),
+            Some(Duration::from_secs(1))
+        );
+        tokio::time::advance(Duration::from_millis(999)).await;
+        assert!(matches!(s.gate(&a).await, Gate::Closed(d) if d == Duration::from_millis(1)));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let Gate::Probe(probe) = s.gate(&a).await else {
+            panic!("the back-off is over: one probe");
+        };
+        for _ in 0..9 {
+            assert!(
+                matches!(s.gate(&a).await, Gate::Closed(d) if d == PROBE_WAIT),
+                "the others wait for the probe's verdict"
+            );
+        }
+        // The probe is refused again: a new back-off, and again a single probe after it.
+        assert_eq!(
+            s.record(&a, StatusCode::TOO_MANY_REQUESTS, &asked),
+            Some(Duration::from_secs(1))
+        );
+        drop(probe);
+        assert!(matches!(s.gate(&a).await, Gate::Closed(d) if d == Duration::from_secs(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let Gate::Probe(probe) = s.gate(&a).await else {
+            panic!("a probe after the second back-off");
+        };
+        assert!(matches!(s.gate(&a).await, Gate::Closed(_)));
+        s.record(&a, StatusCode::OK, &HeaderMap::new());
+        drop(probe);
+        assert!(matches!(s.gate(&a).await, Gate::Open), "the probe succeeded");
+        assert_eq!(s.active(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backoff_only_grows_doubling_without_retry_after_up_to_the_cap() {
+        let s = shield();
+        let a = cred("Bearer a");
+        let none = HeaderMap::new();
+        // Default 5 s, doubled per strike, ±20 %; the cap (60 s) is reached at the 5th.
+        for (strike, base) in [5.0, 10.0, 20.0, 40.0].into_iter().enumerate() {
+            let left = s
+                .record(&a, StatusCode::TOO_MANY_REQUESTS, &none)
+                .expect("backoff")
+                .as_secs_f64();
+            assert!(
+                left >= base * 0.8 - 1e-6 && left <= base * 1.2 + 1e-6,
+                "strike {strike}: {left} s not within 20 % of {base} s"
+            );
+            tokio::time::advance(Duration::from_secs(60)).await;
+        }
+        assert_eq!(
+            s.record(&a, StatusCode::TOO_MANY_REQUESTS, &none),
+            Some(Duration::from_secs(60)),
+            "capped at max_retry_after"
+        );
+        // A shorter Retry-After never shortens the back-off already running.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(
+            s.record(
+                &a,
+                StatusCode::TOO_MANY_REQUESTS,
+                &asking("retry-after", "2")
+            ),
+            Some(Duration::from_secs(50))
+        );
+        // A 503 that asks for a pause is a rate limit too.
+        let b = cred("Bearer b");
+        assert_eq!(
+            s.record(
+                &b,
+                StatusCode::SERVICE_UNAVAILABLE,
+                &asking("retry-after", "3")
+            ),
+            Some(Duration::from_secs(3))
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn budget_reserves_and_bounds_waits() {
         let s = shield();

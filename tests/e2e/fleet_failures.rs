@@ -1,15 +1,13 @@
 //! The fleet when things die: Redis killed or hung under load, a lease holder killed mid-fetch.
 
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::fleet::{eventually, fleet_state, Fleet, SECRET};
-use common::redis::RedisServer;
-use common::*;
+use crate::common::fleet::{eventually, fleet_state, Fleet, SECRET};
+use crate::common::redis::RedisServer;
+use crate::common::*;
 use http::{Method, StatusCode};
 use tokio::time::Instant;
 

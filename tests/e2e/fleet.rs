@@ -1,11 +1,9 @@
 //! The fleet tier end to end: three gateways, one private Redis, one simulated upstream.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fleet::{fleet_state, Fleet, SECRET};
-use common::*;
+use crate::common::fleet::{fleet_state, Fleet, SECRET};
+use crate::common::*;
 use http::{Method, StatusCode};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +123,7 @@ async fn gateways_with_other_secrets_never_share() {
         &|_| {},
     )
     .await;
-    assert!(common::fleet::shared(&other).await);
+    assert!(crate::common::fleet::shared(&other).await);
     let path = items_path(JOB_A, "limit=5");
     let a = f.gateways[0].get(&path, Some(TOKEN_A)).await;
     assert_eq!(a.cache_status(), "pollgate; fwd=miss; stored");
@@ -176,7 +174,7 @@ async fn purges_and_cancels_reach_every_gateway() {
         .admin(Method::DELETE, &format!("/cache/jobs/{JOB_A}"))
         .await;
     assert_eq!(purged.status, StatusCode::OK);
-    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+    let gone = crate::common::fleet::eventually(Duration::from_millis(250), || async {
         entries(&f).await == [0.0, 0.0, 0.0]
     })
     .await;
@@ -202,7 +200,7 @@ async fn purges_and_cancels_reach_every_gateway() {
         )
         .await;
     assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.text());
-    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+    let gone = crate::common::fleet::eventually(Duration::from_millis(250), || async {
         entries(&f).await == [0.0, 0.0, 0.0]
     })
     .await;
@@ -218,7 +216,7 @@ async fn purges_and_cancels_reach_every_gateway() {
     // Purge everything from another gateway.
     let all = f.gateways[0].admin(Method::DELETE, "/cache").await;
     assert_eq!(all.status, StatusCode::OK);
-    let gone = common::fleet::eventually(Duration::from_millis(250), || async {
+    let gone = crate::common::fleet::eventually(Duration::from_millis(250), || async {
         entries(&f).await == [0.0, 0.0, 0.0]
     })
     .await;
@@ -313,7 +311,7 @@ async fn only_the_lease_holder_revalidates_a_stale_page() {
         );
     }
     // The one refresh lands; then every gateway serves the refreshed page.
-    let refreshed = common::fleet::eventually(Duration::from_secs(3), || async {
+    let refreshed = crate::common::fleet::eventually(Duration::from_secs(3), || async {
         f.upstream_items(JOB_A) == 2 && f.sim.in_flight() == 0
     })
     .await;

@@ -1,11 +1,9 @@
 //! Shielding shared by a fleet: one back-off, one probe and one budget per credential.
 
-mod common;
-
 use std::time::Duration;
 
-use common::fleet::{eventually, Fleet};
-use common::*;
+use crate::common::fleet::{eventually, Fleet};
+use crate::common::*;
 use http::StatusCode;
 
 fn rate_limit_once(seconds: &str) -> FaultRule {

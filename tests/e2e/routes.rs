@@ -5,12 +5,10 @@
 //! Each test runs over the table's four routes (v1 items, v1 job status, v2 batch, v2 batch
 //! list), counting what reaches the simulated upstream per route.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bytes::Bytes;
-use common::*;
 use http::{Method, StatusCode};
 use pollgate_sim::{BatchStatus, Route, RouteSet, BATCH_A, BATCH_A_DONE, PROJECT_A};
 use serde_json::Value;
@@ -48,22 +46,6 @@ fn cases() -> Vec<Case> {
             query: "page_size=5",
         },
     ]
-}
-
-/// Await every task, all within `limit`.
-async fn join_all_within<T: Send + 'static>(
-    limit: Duration,
-    tasks: Vec<tokio::task::JoinHandle<T>>,
-) -> Vec<T> {
-    tokio::time::timeout(limit, async {
-        let mut out = Vec::with_capacity(tasks.len());
-        for t in tasks {
-            out.push(t.await.expect("task"));
-        }
-        out
-    })
-    .await
-    .expect("all tasks within the limit")
 }
 
 fn url(path: &str, query: &str) -> String {
