@@ -443,7 +443,10 @@ mod tests {
         assert!(matches!(s.gate(&a).await, Gate::Closed(_)));
         s.record(&a, StatusCode::OK, &HeaderMap::new());
         drop(probe);
-        assert!(matches!(s.gate(&a).await, Gate::Open), "the probe succeeded");
+        assert!(
+            matches!(s.gate(&a).await, Gate::Open),
+            "the probe succeeded"
+        );
         assert_eq!(s.active(), 0);
     }
 
