@@ -96,6 +96,8 @@ pub struct AccessLog {
 thread_local! {
     /// This thread's buffer, registered with the log that created it.
     static LOCAL: RefCell<Option<(usize, Pending)>> = const { RefCell::new(None) };
+    /// The timestamp text of the current second (`2026-11-30T10:28:30.`), made once a second.
+    static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
 }
 
 impl AccessLog {
@@ -125,17 +127,15 @@ impl AccessLog {
         let id = Arc::as_ptr(&self.shared) as usize;
         LOCAL.with(|local| {
             let mut local = local.borrow_mut();
-            let pending = match &*local {
-                Some((owner, pending)) if *owner == id => pending.clone(),
-                _ => {
-                    let pending: Pending = Arc::new(Mutex::new(Vec::with_capacity(INITIAL_BUFFER)));
-                    lock(&self.shared.buffers).push(pending.clone());
-                    *local = Some((id, pending.clone()));
-                    pending
-                }
+            if !matches!(&*local, Some((owner, _)) if *owner == id) {
+                let pending: Pending = Arc::new(Mutex::new(Vec::with_capacity(INITIAL_BUFFER)));
+                lock(&self.shared.buffers).push(pending.clone());
+                *local = Some((id, pending));
+            }
+            let Some((_, pending)) = &*local else {
+                return;
             };
-            drop(local);
-            let mut buf = lock(&pending);
+            let mut buf = lock(pending);
             if buf.len() >= MAX_PENDING_BYTES {
                 drop(buf);
                 self.shared.dropped.inc();
@@ -314,9 +314,17 @@ fn write_json(buf: &mut Vec<u8>, line: &Line<'_>, now: SystemTime) {
 
 fn write_peer(buf: &mut Vec<u8>, peer: Option<SocketAddr>) {
     match peer {
-        // An IP address has no byte that needs escaping; `write!` into a Vec cannot fail.
-        Some(peer) => {
-            let _ = write!(buf, "{}", peer.ip());
+        Some(SocketAddr::V4(v4)) => {
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                buf.extend_from_slice(itoa::Buffer::new().format(*octet).as_bytes());
+            }
+        }
+        // An IPv6 address has no byte that needs escaping; `write!` into a Vec cannot fail.
+        Some(SocketAddr::V6(v6)) => {
+            let _ = write!(buf, "{}", v6.ip());
         }
         None => buf.push(b'-'),
     }
@@ -337,29 +345,51 @@ fn write_escaped(buf: &mut Vec<u8>, text: &str) {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds, without formatting machinery.
+/// RFC 3339 in UTC with milliseconds, without formatting machinery: the date
+/// and time of the second are made once a second per thread, the milliseconds per line.
 fn write_timestamp(buf: &mut Vec<u8>, now: SystemTime) {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     let secs = since.as_secs();
     let millis = since.subsec_millis();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let two = |n: u64, sep: u8, buf: &mut Vec<u8>| {
-        buf.push(b'0' + (n / 10) as u8);
-        buf.push(b'0' + (n % 10) as u8);
-        buf.push(sep);
-    };
-    buf.extend_from_slice(itoa::Buffer::new().format(year).as_bytes());
-    buf.push(b'-');
-    two(month as u64, b'-', buf);
-    two(day as u64, b'T', buf);
-    two(rem / 3600, b':', buf);
-    two((rem / 60) % 60, b':', buf);
-    two(rem % 60, b'.', buf);
+    SECOND.with(|second| {
+        let mut second = second.borrow_mut();
+        if second.0 != secs {
+            *second = (secs, second_text(secs));
+        }
+        buf.extend_from_slice(&second.1);
+    });
     buf.push(b'0' + (millis / 100) as u8);
     buf.push(b'0' + ((millis / 10) % 10) as u8);
     buf.push(b'0' + (millis % 10) as u8);
     buf.push(b'Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` of a Unix second (years 0..=9999; later ones print as 9999).
+fn second_text(secs: u64) -> [u8; 20] {
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    let mut out = [0u8; 20];
+    let year = year.clamp(0, 9999) as u64;
+    let digits = |n: u64, at: usize, width: usize, out: &mut [u8; 20]| {
+        let mut n = n;
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+    };
+    digits(year, 0, 4, &mut out);
+    out[4] = b'-';
+    digits(month as u64, 5, 2, &mut out);
+    out[7] = b'-';
+    digits(day as u64, 8, 2, &mut out);
+    out[10] = b'T';
+    digits(rem / 3600, 11, 2, &mut out);
+    out[13] = b':';
+    digits((rem / 60) % 60, 14, 2, &mut out);
+    out[16] = b':';
+    digits(rem % 60, 17, 2, &mut out);
+    out[19] = b'.';
+    out
 }
 
 /// Days since 1970-01-01 to (year, month, day): Howard Hinnant's algorithm.

@@ -15,7 +15,11 @@ use http::{header, HeaderMap, HeaderName};
 
 /// Secret key of the credential hash, drawn once per process.
 #[derive(Clone)]
-pub struct FingerprintKey([u8; 32]);
+pub struct FingerprintKey {
+    secret: [u8; 32],
+    /// Tells keys apart in the per-thread memo (several gateways may share a process).
+    memo_id: u64,
+}
 
 impl fmt::Debug for FingerprintKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -26,18 +30,21 @@ impl fmt::Debug for FingerprintKey {
 impl FingerprintKey {
     /// A key of this process alone: fingerprints mean nothing to any other process.
     pub fn random() -> Self {
-        FingerprintKey(rand::random())
+        Self::from_bytes(rand::random())
     }
 
     /// A key shared by every process that holds the same secret.
     pub fn from_bytes(key: [u8; 32]) -> Self {
-        FingerprintKey(key)
+        FingerprintKey {
+            secret: key,
+            memo_id: rand::random(),
+        }
     }
 
     /// The key every gateway of a fleet derives from the shared secret, so they
     /// fingerprint a credential alike (and fleets with other secrets never do).
     pub fn from_fleet_secret(secret: &[u8]) -> Self {
-        FingerprintKey(blake3::derive_key(
+        Self::from_bytes(blake3::derive_key(
             "pollgate 2026 fleet credential fingerprint key",
             secret,
         ))
@@ -53,13 +60,34 @@ impl FingerprintKey {
 
     /// The fingerprint of the request's credential: its `Authorization` header
     /// and its `session` cookie. `None` when it has neither.
+    ///
+    /// Pollers repeat one credential, so the last few fingerprints computed on
+    /// this thread are remembered (see [`memo`]): a repeat costs a comparison of
+    /// the header bytes instead of a keyed hash.
     pub fn credential(&self, headers: &HeaderMap) -> Option<Credential> {
         let auth = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
-        let session = session_cookie(headers);
+        let mut cookies = headers.get_all(header::COOKIE).iter();
+        let cookie = cookies.next().map(|v| v.as_bytes());
+        if cookies.next().is_some() {
+            // Several Cookie headers: rare enough to compute every time.
+            return self.compute(auth, session_cookie(headers));
+        }
+        if auth.is_none() && cookie.is_none() {
+            return None;
+        }
+        memo::lookup(self.memo_id, auth, cookie).unwrap_or_else(|| {
+            let credential = self.compute(auth, session_cookie(headers));
+            memo::remember(self.memo_id, auth, cookie, credential);
+            credential
+        })
+    }
+
+    /// The keyed hash itself.
+    fn compute(&self, auth: Option<&[u8]>, session: Option<&[u8]>) -> Option<Credential> {
         if auth.is_none() && session.is_none() {
             return None;
         }
-        let mut hasher = blake3::Hasher::new_keyed(&self.0);
+        let mut hasher = blake3::Hasher::new_keyed(&self.secret);
         // Length-prefix each part so ("ab", "") and ("a", "b") differ.
         for part in [auth, session] {
             match part {
@@ -76,6 +104,78 @@ impl FingerprintKey {
         let mut id = [0u8; 16];
         id.copy_from_slice(&hasher.finalize().as_bytes()[..16]);
         Some(Credential(id))
+    }
+}
+
+/// The last fingerprints computed on this thread, by the exact header bytes they came from.
+///
+/// Entries hold the `Authorization` and `Cookie` header bytes so a match is exact (a
+/// fingerprint is never given to different bytes). They live in this process's memory
+/// only, like the request heads themselves, and never reach a key, a log or a metric.
+mod memo {
+    use std::cell::RefCell;
+
+    use super::Credential;
+
+    /// Fingerprints remembered per thread: a worker serves a handful of pollers' keys at once.
+    const SLOTS: usize = 8;
+
+    struct Slot {
+        key: u64,
+        auth: Option<Box<[u8]>>,
+        cookie: Option<Box<[u8]>>,
+        credential: Option<Credential>,
+    }
+
+    #[derive(Default)]
+    struct Memo {
+        slots: Vec<Slot>,
+        /// The slot the next new entry replaces.
+        next: usize,
+    }
+
+    thread_local! {
+        static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
+    }
+
+    pub(super) fn lookup(
+        key: u64,
+        auth: Option<&[u8]>,
+        cookie: Option<&[u8]>,
+    ) -> Option<Option<Credential>> {
+        MEMO.with(|m| {
+            m.borrow()
+                .slots
+                .iter()
+                .find(|s| {
+                    s.key == key && s.auth.as_deref() == auth && s.cookie.as_deref() == cookie
+                })
+                .map(|s| s.credential)
+        })
+    }
+
+    pub(super) fn remember(
+        key: u64,
+        auth: Option<&[u8]>,
+        cookie: Option<&[u8]>,
+        credential: Option<Credential>,
+    ) {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            let slot = Slot {
+                key,
+                auth: auth.map(Box::from),
+                cookie: cookie.map(Box::from),
+                credential,
+            };
+            if m.slots.len() < SLOTS {
+                m.slots.push(slot);
+            } else {
+                let next = m.next;
+                m.slots[next] = slot;
+                m.next = (next + 1) % SLOTS;
+            }
+        });
     }
 }
 
@@ -114,10 +214,13 @@ impl Credential {
     /// Append the fingerprint as 32 lowercase hex digits (no formatting machinery: this is on the hit path).
     pub fn push_hex(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
-        for b in self.0 {
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 0xf) as usize] as char);
+        let mut hex = [0u8; 32];
+        for (i, b) in self.0.iter().enumerate() {
+            hex[2 * i] = HEX[(b >> 4) as usize];
+            hex[2 * i + 1] = HEX[(b & 0xf) as usize];
         }
+        // Hex digits are ASCII: always valid UTF-8.
+        out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     }
 }
 
@@ -170,11 +273,31 @@ impl ResourceId {
 
 /// Identity of one cacheable response: credential, route, job or batch id,
 /// canonical query and the values of the configured `vary_headers`. Built
-/// once per request without a second copy; cloned only on the miss path.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct CacheKey(Box<str>);
+/// once per request in one allocation (the canonical query is written straight
+/// into it); cloned only on the miss path.
+#[derive(Clone)]
+pub struct CacheKey {
+    text: Box<str>,
+    /// Where the canonical query lies in `text`.
+    query: (u32, u32),
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl std::hash::Hash for CacheKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
 
 impl CacheKey {
+    /// A key for a query already in canonical form.
     pub fn new(
         credential: &Credential,
         route: &str,
@@ -183,7 +306,29 @@ impl CacheKey {
         vary: &[HeaderName],
         headers: &HeaderMap,
     ) -> CacheKey {
-        let mut text = String::with_capacity(36 + route.len() + id.len() + query.len());
+        let built: Result<CacheKey, std::convert::Infallible> =
+            Self::build(credential, route, id, query.len(), vary, headers, |out| {
+                out.push_str(query);
+                Ok(())
+            });
+        match built {
+            Ok(key) => key,
+            Err(never) => match never {},
+        }
+    }
+
+    /// A key whose canonical query `write_query` appends (it may refuse the query).
+    /// `query_hint` sizes the one allocation.
+    pub fn build<E>(
+        credential: &Credential,
+        route: &str,
+        id: &str,
+        query_hint: usize,
+        vary: &[HeaderName],
+        headers: &HeaderMap,
+        write_query: impl FnOnce(&mut String) -> Result<(), E>,
+    ) -> Result<CacheKey, E> {
+        let mut text = String::with_capacity(36 + route.len() + id.len() + query_hint + 16);
         // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
         credential.push_hex(&mut text);
         text.push('\n');
@@ -191,7 +336,9 @@ impl CacheKey {
         text.push('\n');
         text.push_str(id);
         text.push('\n');
-        text.push_str(query);
+        let start = text.len();
+        write_query(&mut text)?;
+        let end = text.len();
         for name in vary {
             text.push('\n');
             for value in headers.get_all(name) {
@@ -199,27 +346,39 @@ impl CacheKey {
                 text.push('\u{1}');
             }
         }
-        CacheKey(text.into_boxed_str())
+        // Keys are bounded by the request head (`server.max_header_bytes`), far below 4 GiB.
+        let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Ok(CacheKey {
+            text: text.into_boxed_str(),
+            query: (offset(start), offset(end)),
+        })
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The canonical query in the key: exactly what a fill sends upstream.
+    pub fn query(&self) -> &str {
+        self.text
+            .get(self.query.0 as usize..self.query.1 as usize)
+            .unwrap_or("")
     }
 
     /// The route's name, as given to [`CacheKey::new`].
     pub fn route(&self) -> &str {
-        self.0.split('\n').nth(1).unwrap_or("")
+        self.text.split('\n').nth(1).unwrap_or("")
     }
 
     /// The job or batch id, as given to [`CacheKey::new`] (empty for a list route).
     pub fn id(&self) -> &str {
-        self.0.split('\n').nth(2).unwrap_or("")
+        self.text.split('\n').nth(2).unwrap_or("")
     }
 }
 
 impl fmt::Debug for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "CacheKey({:?})", self.0)
+        write!(f, "CacheKey({:?})", self.text)
     }
 }
 
@@ -276,6 +435,44 @@ mod tests {
     }
 
     #[test]
+    fn the_memo_never_mixes_credentials_or_keys() {
+        let (k1, k2) = (FingerprintKey::random(), FingerprintKey::random());
+        let a = headers(&[("authorization", "Bearer a")]);
+        let b = headers(&[("authorization", "Bearer b")]);
+        let a_cookie = headers(&[("authorization", "Bearer a"), ("cookie", "session=s1")]);
+        let first = k1.credential(&a);
+        for _ in 0..3 {
+            assert_eq!(k1.credential(&a), first, "a repeat is the same fingerprint");
+        }
+        assert_ne!(k1.credential(&b), first);
+        assert_ne!(
+            k1.credential(&a_cookie),
+            first,
+            "another cookie, another credential"
+        );
+        assert_ne!(k2.credential(&a), first, "another key, another fingerprint");
+        // More credentials than slots: every one still gets its own fingerprint.
+        let many: Vec<HeaderMap> = (0..20)
+            .map(|i| {
+                let mut h = HeaderMap::new();
+                let v = http::HeaderValue::from_str(&format!("Bearer t{i}")).expect("value");
+                h.insert("authorization", v);
+                h
+            })
+            .collect();
+        let fresh = FingerprintKey::random();
+        let once: Vec<_> = many
+            .iter()
+            .map(|h| fresh.compute(h.get("authorization").map(|v| v.as_bytes()), None))
+            .collect();
+        for _ in 0..2 {
+            let again: Vec<_> = many.iter().map(|h| fresh.credential(h)).collect();
+            assert_eq!(again, once);
+        }
+        assert_eq!(k1.credential(&headers(&[("cookie", "theme=dark")])), None);
+    }
+
+    #[test]
     fn token_never_in_key() {
         let key = FingerprintKey::random();
         let h = headers(&[("authorization", "Bearer sk-secret-token")]);
@@ -283,5 +480,12 @@ mod tests {
         let k = CacheKey::new(&cred, "items", "job", "limit=5", &[], &h);
         assert!(!k.as_str().contains("sk-secret"));
         assert!(!format!("{cred} {cred:?} {k:?}").contains("sk-secret"));
+        assert_eq!(k.query(), "limit=5");
+        let vary = [HeaderName::from_static("x-tenant")];
+        let mut h = h;
+        h.insert("x-tenant", http::HeaderValue::from_static("t1"));
+        let k2 = CacheKey::new(&cred, "items", "job", "limit=5", &vary, &h);
+        assert_eq!(k2.query(), "limit=5", "vary values come after the query");
+        assert_ne!(k, k2);
     }
 }

@@ -26,7 +26,7 @@ use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::key::{CacheKey, Credential};
 use crate::outcome::{FailReason, Outcome, StaleWhy};
-use crate::route::{canonicalize, Matched};
+use crate::route::{canonicalize, canonicalize_into, Matched};
 use crate::shield::Gate;
 use crate::upstream::UpstreamError;
 
@@ -71,28 +71,37 @@ pub async fn serve(
 }
 
 async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: ConnInfo) -> Answer {
-    let query = match canonicalize(matched.route.params, parts.uri.query()) {
-        Ok(q) => q,
-        Err(rejection) => {
-            let outcome = Outcome::Rejected;
-            let res = respond::error(GatewayError::InvalidQuery(rejection), &outcome);
-            return (res, outcome);
-        }
+    let raw_query = parts.uri.query();
+    let rejected = |rejection| {
+        let outcome = Outcome::Rejected;
+        let res = respond::error(GatewayError::InvalidQuery(rejection), &outcome);
+        (res, outcome)
     };
     let Some(credential) = state.fingerprints.credential(&parts.headers) else {
+        // Validated all the same: a bad query is a 422 whoever asks.
+        if let Err(rejection) = canonicalize(matched.route.params, raw_query) {
+            return rejected(rejection);
+        }
         // Anonymous requests are not ours to cache: the upstream answers them (401).
         let outcome = Outcome::Bypass;
-        let res = passthrough::forward_without_body(state, parts, conn).await;
+        // Boxed, like every relay: it must not size the hit path's future.
+        let res = Box::pin(passthrough::forward_without_body(state, parts, conn)).await;
         return (respond::with_outcome(res, &outcome), outcome);
     };
-    let key = CacheKey::new(
+    // The canonical query is written straight into the key: one allocation per request.
+    let key = CacheKey::build(
         &credential,
         matched.route.name,
         matched.id.unwrap_or(""),
-        &query,
+        raw_query.map_or(0, str::len),
         &state.config.cache.vary_headers,
         &parts.headers,
+        |out| canonicalize_into(matched.route.params, raw_query, out),
     );
+    let key = match key {
+        Ok(key) => key,
+        Err(rejection) => return rejected(rejection),
+    };
     let request = CachedRequest {
         state,
         parts,
@@ -107,8 +116,8 @@ async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: C
         .and_then(|etag| Some((etag.clone(), prefer_wait(&parts.headers)?)));
     match long_poll {
         // Boxed: the held request's large state machine stays off the hit path's future.
-        Some((etag, wait)) => Box::pin(request.long_poll(query, etag, wait)).await,
-        None => request.serve(query).await,
+        Some((etag, wait)) => Box::pin(request.long_poll(etag, wait)).await,
+        None => request.serve().await,
     }
 }
 
@@ -178,7 +187,7 @@ impl CachedRequest<'_> {
         entry.filter(|e| self.state.cache.policy().usable(e, now))
     }
 
-    async fn serve(&self, query: String) -> Answer {
+    async fn serve(&self) -> Answer {
         let state = self.state;
         let now = Instant::now();
         let cached = state.cache.get(&self.key).await;
@@ -188,7 +197,7 @@ impl CachedRequest<'_> {
                     return self.cached(entry, Outcome::Hit { left }, now);
                 }
                 Freshness::Stale(s) if s.revalidate => {
-                    self.refresh_in_background(query).await;
+                    self.refresh_in_background().await;
                     return self.stale(entry, StaleWhy::WhileRevalidate, now);
                 }
                 Freshness::Stale(_) => {}
@@ -196,26 +205,25 @@ impl CachedRequest<'_> {
         }
         let stale = self.usable_stale(cached, now);
         // Boxed so the miss machinery does not inflate (and get moved with) every hit's future.
-        match Box::pin(self.fetch(query)).await {
+        match Box::pin(self.fetch()).await {
             Ok((outcome, role)) => self.fetched(outcome, role, stale),
             Err(err) => self.failed(err, stale),
         }
     }
 
-    fn fill(&self, query: String) -> Fill {
+    fn fill(&self) -> Fill {
         Fill::new(
             self.state,
             self.key.clone(),
             self.credential,
             self.matched,
             self.parts.uri.path(),
-            query,
             &self.parts.headers,
         )
     }
 
     /// Start (or join) a fill and leave it running; nobody waits for it here.
-    async fn refresh_in_background(&self, query: String) {
+    async fn refresh_in_background(&self) {
         let state = self.state;
         if state.cache.is_filling(&self.key) {
             return;
@@ -233,7 +241,7 @@ impl CachedRequest<'_> {
         {
             return;
         }
-        let fill = self.fill(query);
+        let fill = self.fill();
         let owned = state.clone();
         // The ticket is dropped at once: the fill runs detached and stores its result.
         let _ = state
@@ -242,7 +250,7 @@ impl CachedRequest<'_> {
     }
 
     /// Join the key's fill or start one (respecting back-off and budget), and wait for it.
-    async fn fetch(&self, query: String) -> Result<(FlightOutcome, Role), FetchError> {
+    async fn fetch(&self) -> Result<(FlightOutcome, Role), FetchError> {
         let state = self.state;
         let cfg = &state.config.cache;
         let probe = match state.shield.gate(&self.credential).await {
@@ -261,7 +269,7 @@ impl CachedRequest<'_> {
                 Err(wait) => return Err(FetchError::BackedOff(wait)),
             }
         }
-        let fill = self.fill(query);
+        let fill = self.fill();
         let owned = state.clone();
         let ticket = state
             .cache
@@ -340,7 +348,7 @@ impl CachedRequest<'_> {
 
     /// Hold the request until the content differs from the client's `If-None-Match`,
     /// or `wait` passes (then 304). All held requests of a key share one fill per TTL.
-    async fn long_poll(&self, query: String, etag: HeaderValue, wait: Duration) -> Answer {
+    async fn long_poll(&self, etag: HeaderValue, wait: Duration) -> Answer {
         let state = self.state;
         let policy = state.cache.policy();
         let deadline = Instant::now() + wait.min(state.config.cache.long_poll_max_wait);
@@ -351,7 +359,7 @@ impl CachedRequest<'_> {
                 Some(e) if matches!(policy.judge(&e, now), Freshness::Fresh(_)) => e,
                 cached => {
                     let stale = self.usable_stale(cached, now);
-                    match self.fetch(query.clone()).await {
+                    match self.fetch().await {
                         Ok((fetched, _)) if fetched.entry.status == StatusCode::OK => fetched.entry,
                         Ok((fetched, role)) => return self.fetched(fetched, role, stale),
                         Err(err) => return self.failed(err, stale),

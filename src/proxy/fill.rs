@@ -48,8 +48,6 @@ pub struct Fill {
     pub resource: Option<ResourceId>,
     /// The request path, as the client sent it (it matched the route's pattern).
     pub path: Box<str>,
-    /// The canonical query: exactly what the key describes, sent as is.
-    pub query: String,
     /// Exactly what the key describes: credential, vary headers, fixed `Accept*`.
     pub headers: HeaderMap,
     /// Taken when the request arrived; a purge since then blocks the store.
@@ -63,7 +61,6 @@ impl Fill {
         credential: Credential,
         matched: Matched<'_>,
         path: &str,
-        query: String,
         client: &HeaderMap,
     ) -> Fill {
         let route = matched.route;
@@ -78,7 +75,6 @@ impl Fill {
             path: Box::from(path),
             key,
             credential,
-            query,
         }
     }
 }
@@ -147,7 +143,8 @@ async fn fetch(state: &State, fill: &Fill) -> Result<FlightOutcome, UpstreamErro
 
 /// Step 1: send the request (bounded by the upstream's concurrency limit and timeout).
 async fn send(state: &State, fill: &Fill) -> Result<Sent, UpstreamError> {
-    let uri = state.upstream.uri(&fill.path, Some(&fill.query))?;
+    // The canonical query, exactly what the key describes.
+    let uri = state.upstream.uri(&fill.path, Some(fill.key.query()))?;
     let mut req = Request::new(empty_request());
     *req.method_mut() = Method::GET;
     *req.uri_mut() = uri;

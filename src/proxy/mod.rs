@@ -147,11 +147,13 @@ impl Gateway {
             return response;
         }
         self.state.metrics.passthrough_request();
+        // Boxed: the relay's state (an upstream exchange) is large, and inline it would
+        // make every request's future, hits included, that large to create and move.
         let Some(started) = started else {
-            return passthrough::forward(&self.state, parts, body, conn).await;
+            return Box::pin(passthrough::forward(&self.state, parts, body, conn)).await;
         };
         let logged = parts.clone();
-        let response = passthrough::forward(&self.state, parts, body, conn).await;
+        let response = Box::pin(passthrough::forward(&self.state, parts, body, conn)).await;
         let outcome = Outcome::Passthrough;
         self.access_log(
             &logged,

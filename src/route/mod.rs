@@ -17,7 +17,7 @@ pub mod terminal;
 
 use http::Method;
 
-pub use query::{canonicalize, Arity, FieldError, Kind, Param, QueryRejection};
+pub use query::{canonicalize, canonicalize_into, Arity, FieldError, Kind, Param, QueryRejection};
 pub use table::ROUTES;
 pub use terminal::StatusAt;
 
@@ -154,27 +154,32 @@ pub fn invalidations(method: &Method, path: &str) -> Vec<Purge> {
 }
 
 /// Match `path` against `pattern`; `Some(id)` on a match (the `Id` segment's text,
-/// if the pattern has one). With `prefix`, deeper paths match too.
+/// if the pattern has one). With `prefix`, deeper paths match too. Byte
+/// comparisons only: this runs on every request.
 fn match_path<'p>(pattern: &[Seg], path: &'p str, prefix: bool) -> Option<Option<&'p str>> {
     let mut rest = path.strip_prefix('/')?;
     let mut id = None;
     for (i, seg) in pattern.iter().enumerate() {
-        let (head, tail) = match rest.split_once('/') {
-            Some((h, t)) => (h, Some(t)),
-            None => (rest, None),
-        };
-        match seg {
-            Seg::Lit(text) if head == *text => {}
+        let end = match seg {
+            Seg::Lit(text) if rest.starts_with(text) => text.len(),
             Seg::Lit(_) => return None,
-            Seg::Id if head.is_empty() => return None,
-            Seg::Id => id = Some(head),
-        }
+            Seg::Id => {
+                let n = rest.bytes().position(|b| b == b'/').unwrap_or(rest.len());
+                if n == 0 {
+                    return None;
+                }
+                id = Some(&rest[..n]);
+                n
+            }
+        };
         let last = i + 1 == pattern.len();
-        match tail {
-            Some(t) if !last => rest = t,
-            Some(_) => return prefix.then_some(id),
-            None if last => return Some(id),
-            None => return None,
+        match rest.as_bytes().get(end) {
+            // The path ends with this segment.
+            None => return last.then_some(id),
+            Some(b'/') if !last => rest = &rest[end + 1..],
+            Some(b'/') => return prefix.then_some(id),
+            // A literal that is only the start of a longer segment.
+            Some(_) => return None,
         }
     }
     None
