@@ -99,11 +99,6 @@ impl Keys {
     pub fn probe(&self, credential: &Credential) -> String {
         format!("{}:{{c{credential}}}:probe", self.prefix)
     }
-
-    /// A credential's back-off, for gateways that (re)connect while it lasts.
-    pub fn backoff(&self, credential: &Credential) -> String {
-        format!("{}:{{c{credential}}}:backoff", self.prefix)
-    }
 }
 
 #[cfg(test)]
