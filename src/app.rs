@@ -28,7 +28,7 @@ pub struct App {
 
 impl App {
     /// Build the gateway for `config`. `fingerprints` keys credential
-    /// fingerprints ([`FingerprintKey::random`] for one process).
+    /// fingerprints ([`FingerprintKey::for_config`]: the fleet's, or random for one process).
     pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, SetupError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);

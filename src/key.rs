@@ -41,6 +41,23 @@ impl FingerprintKey {
         }
     }
 
+    /// The key every gateway of a fleet derives from the shared secret, so they
+    /// fingerprint a credential alike (and fleets with other secrets never do).
+    pub fn from_fleet_secret(secret: &[u8]) -> Self {
+        Self::from_bytes(blake3::derive_key(
+            "pollgate 2026 fleet credential fingerprint key",
+            secret,
+        ))
+    }
+
+    /// The fleet's key with `[fleet]`, else a random one for this process.
+    pub fn for_config(config: &crate::config::Config) -> Self {
+        match (&config.fleet.redis_url, &config.fleet.secret) {
+            (Some(_), Some(secret)) => Self::from_fleet_secret(secret.as_bytes()),
+            _ => Self::random(),
+        }
+    }
+
     /// The fingerprint of the request's credential: its `Authorization` header
     /// and its `session` cookie. `None` when it has neither.
     ///
@@ -180,6 +197,20 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {
 pub struct Credential([u8; 16]);
 
 impl Credential {
+    /// A fingerprint from its 32 hex digits (as another gateway of the fleet sent it).
+    pub fn from_hex(hex: &str) -> Option<Credential> {
+        let bytes = hex.as_bytes();
+        if bytes.len() != 32 {
+            return None;
+        }
+        let mut id = [0u8; 16];
+        for (i, pair) in bytes.chunks(2).enumerate() {
+            let digit = |b: u8| (b as char).to_digit(16);
+            id[i] = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
+        }
+        Some(Credential(id))
+    }
+
     /// Append the fingerprint as 32 lowercase hex digits (no formatting machinery: this is on the hit path).
     pub fn push_hex(&self, out: &mut String) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -333,6 +364,16 @@ impl CacheKey {
             .get(self.query.0 as usize..self.query.1 as usize)
             .unwrap_or("")
     }
+
+    /// The route's name, as given to [`CacheKey::new`].
+    pub fn route(&self) -> &str {
+        self.text.split('\n').nth(1).unwrap_or("")
+    }
+
+    /// The job or batch id, as given to [`CacheKey::new`] (empty for a list route).
+    pub fn id(&self) -> &str {
+        self.text.split('\n').nth(2).unwrap_or("")
+    }
 }
 
 impl fmt::Debug for CacheKey {
@@ -376,6 +417,21 @@ mod tests {
         let other_process =
             FingerprintKey::random().credential(&headers(&[("authorization", "Bearer a")]));
         assert_ne!(a, other_process);
+        let h = headers(&[("authorization", "Bearer a")]);
+        let fleet = |s: &[u8]| FingerprintKey::from_fleet_secret(s).credential(&h);
+        assert_eq!(
+            fleet(&[7; 32]),
+            fleet(&[7; 32]),
+            "one secret, one fingerprint"
+        );
+        assert_ne!(
+            fleet(&[7; 32]),
+            fleet(&[8; 32]),
+            "other secrets never share"
+        );
+        let a = a.expect("cred");
+        assert_eq!(Credential::from_hex(&a.to_string()), Some(a));
+        assert_eq!(Credential::from_hex("zz"), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod fleet;
 pub mod jobs;
 pub mod key;
 pub mod metrics;

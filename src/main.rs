@@ -50,6 +50,7 @@ async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
         listen = %listener.local_addr()?,
         admin = %admin.local_addr()?,
         upstream = %config.upstream.url,
+        fleet = config.fleet.enabled(),
         ttl_ms = config.cache.ttl.as_millis() as u64,
         config = %sources.file(),
         "pollgate started"
@@ -60,7 +61,8 @@ async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
             "the admin listener has no authentication and can purge the cache: keep it on a private interface"
         );
     }
-    let app = App::new(config, FingerprintKey::random()).context("cannot set up the gateway")?;
+    let fingerprints = FingerprintKey::for_config(&config);
+    let app = App::new(config, fingerprints).context("cannot set up the gateway")?;
     app.shutdown().trigger_on(shutdown_signal());
     reopen_logs_on_sighup(app.gateway().clone());
     app.serve(listener, Some(admin)).await?;

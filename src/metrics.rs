@@ -74,6 +74,118 @@ pub struct Metrics {
     pub backoffs_active: Gauge,
     pub purges: Counter,
     pub access_log_dropped: Counter,
+    pub fleet: FleetMetrics,
+}
+
+/// What the shared Redis tier did (all zero without `[fleet]`).
+pub struct FleetMetrics {
+    pub l2_hits: Counter,
+    pub l2_misses: Counter,
+    /// Redis calls that failed, timed out, or were not made because the breaker was open.
+    pub l2_errors: Counter,
+    /// Pages this gateway stored in L2 (it held the lease).
+    pub l2_stores: Counter,
+    /// Stores the store script refused: an older fencing token, or a purge since the lease.
+    pub l2_stores_refused: Counter,
+    pub leases_acquired: Counter,
+    /// Fills that waited for another gateway's lease instead of fetching.
+    pub leases_waited: Counter,
+    /// Leases taken after another holder's lease lapsed without an answer.
+    pub leases_taken_over: Counter,
+    pub notifications_received: Counter,
+    pub redis_latency: Histogram,
+    /// 1 while the breaker keeps Redis out of the request path (single-gateway mode).
+    pub breaker_open: Gauge,
+    /// Times the breaker opened.
+    pub breaker_trips: Counter,
+}
+
+impl FleetMetrics {
+    fn new() -> Self {
+        FleetMetrics {
+            // 50 µs .. ~1.6 s: a loopback round trip to a timed-out call.
+            redis_latency: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            l2_hits: Counter::default(),
+            l2_misses: Counter::default(),
+            l2_errors: Counter::default(),
+            l2_stores: Counter::default(),
+            l2_stores_refused: Counter::default(),
+            leases_acquired: Counter::default(),
+            leases_waited: Counter::default(),
+            leases_taken_over: Counter::default(),
+            notifications_received: Counter::default(),
+            breaker_open: Gauge::default(),
+            breaker_trips: Counter::default(),
+        }
+    }
+
+    fn register(&self, r: &mut Registry) {
+        let counters: [(&str, &str, &Counter); 10] = [
+            (
+                "fleet_l2_hits",
+                "L1 misses answered from the shared Redis tier",
+                &self.l2_hits,
+            ),
+            (
+                "fleet_l2_misses",
+                "L1 misses the shared tier could not answer",
+                &self.l2_misses,
+            ),
+            (
+                "fleet_l2_errors",
+                "Redis calls failed, timed out or skipped by the open breaker",
+                &self.l2_errors,
+            ),
+            (
+                "fleet_l2_stores",
+                "Pages stored in the shared tier by this gateway",
+                &self.l2_stores,
+            ),
+            (
+                "fleet_l2_stores_refused",
+                "Stores refused for an older fencing token or a purge since the lease",
+                &self.l2_stores_refused,
+            ),
+            (
+                "fleet_leases_acquired",
+                "Fill leases this gateway acquired",
+                &self.leases_acquired,
+            ),
+            (
+                "fleet_leases_waited",
+                "Fills that waited for another gateway's lease",
+                &self.leases_waited,
+            ),
+            (
+                "fleet_leases_taken_over",
+                "Leases taken after the previous holder's lapsed",
+                &self.leases_taken_over,
+            ),
+            (
+                "fleet_notifications_received",
+                "Pub/sub notifications received",
+                &self.notifications_received,
+            ),
+            (
+                "fleet_breaker_trips",
+                "Times the Redis breaker opened",
+                &self.breaker_trips,
+            ),
+        ];
+        for (name, help, c) in counters {
+            r.register(name, help, c.clone());
+        }
+        r.register(
+            "fleet_redis_latency_seconds",
+            "Round-trip time of Redis calls",
+            self.redis_latency.clone(),
+        );
+        r.register(
+            "fleet_breaker_open",
+            "1 while Redis is kept out of the request path (single-gateway mode)",
+            self.breaker_open.clone(),
+        );
+    }
 }
 
 impl Metrics {
@@ -146,6 +258,7 @@ impl Metrics {
             backoffs_active: Gauge::default(),
             purges: Counter::default(),
             access_log_dropped: Counter::default(),
+            fleet: FleetMetrics::new(),
             registry,
         };
         let mut m = m;
@@ -220,6 +333,7 @@ impl Metrics {
             "Access lines dropped because the log writer fell behind",
             m.access_log_dropped.clone(),
         );
+        m.fleet.register(r);
         m
     }
 

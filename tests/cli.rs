@@ -21,7 +21,9 @@ use http::{Method, StatusCode};
 const BIN: &str = env!("CARGO_BIN_EXE_pollgate");
 
 /// Every variable the binary reads; removed so the developer's environment cannot leak in.
-const ENV_VARS: [&str; 6] = [
+const ENV_VARS: [&str; 8] = [
+    "POLLGATE_REDIS_URL",
+    "POLLGATE_FLEET_SECRET",
     "POLLGATE_CONFIG",
     "POLLGATE_LISTEN",
     "POLLGATE_UPSTREAM",
@@ -271,7 +273,11 @@ fn shipped_config_toml_is_valid() {
         let source = |o: &str| o.split(',').next().unwrap_or_default().to_owned();
         assert_eq!(source(origin_d), "default", "{key}");
         let expected = match key.as_str() {
-            "upstream.extra_ca_file" | "log.access_log_path" => "default",
+            "upstream.extra_ca_file"
+            | "log.access_log_path"
+            | "fleet.redis_url"
+            | "fleet.secret_file"
+            | "fleet.secret" => "default",
             _ => "file",
         };
         assert_eq!(source(origin), expected, "{key}");

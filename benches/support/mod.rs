@@ -4,6 +4,8 @@
 //! access log off, and a TTL long enough that a warmed key stays a hit for the whole run.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -16,6 +18,7 @@ use pollgate::key::FingerprintKey;
 use pollgate::{App, Config};
 use pollgate_sim::{SimOptions, SimUpstream};
 
+#[allow(unused_imports)] // Not every bench uses both.
 pub use pollgate_sim::{JOB_A, TOKEN_A};
 
 pub const ITEMS: &str = "/api/v1/beta/batch-processing";

@@ -26,6 +26,8 @@ use crate::upstream::UpstreamError;
 pub struct FlightOutcome {
     pub entry: Arc<Entry>,
     pub stored: bool,
+    /// Another gateway of the fleet fetched it; this one made no upstream request.
+    pub shared: bool,
 }
 
 /// Shared by every waiter: the error is an `Arc` so all get the same one.
@@ -197,6 +199,7 @@ mod tests {
         Ok(FlightOutcome {
             entry: Arc::new(Entry::for_tests(b"x", false)),
             stored: true,
+            shared: false,
         })
     }
 

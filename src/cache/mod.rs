@@ -7,8 +7,15 @@
 //! generation, captured in a [`Fence`]) stay in here, so a second tier shared
 //! by a fleet of gateways is a second implementation behind this facade,
 //! not an edit in the flow. Freshness rules live in [`policy`].
+//!
+//! With `[fleet]`, that second implementation is [`fleet`]: Redis as L2,
+//! with fleet-wide fill leases, fenced stores and epoch purges. The flow
+//! does not change: `get` reads L2 when L1 has nothing fresh, the flight
+//! task of `join_or_start` takes the fleet lease (or waits for the gateway
+//! holding it), and `store_if_current` stores in both tiers.
 
 pub mod entry;
+pub mod fleet;
 mod flight;
 mod memory;
 pub mod policy;
@@ -23,7 +30,10 @@ pub use memory::Usage;
 pub use policy::{Freshness, Policy, Staleness};
 
 use crate::config::CacheConfig;
+use crate::fleet::Fleet;
 use crate::key::{CacheKey, ResourceId};
+use crate::metrics::Metrics;
+use fleet::Shared;
 use flight::Flights;
 use memory::Memory;
 
@@ -54,18 +64,36 @@ pub struct Fence {
 }
 
 pub struct Cache {
-    memory: Memory,
+    memory: Arc<Memory>,
     flights: Arc<Flights>,
     policy: Policy,
+    /// The fleet's shared tier, with `[fleet]`.
+    shared: Option<Arc<Shared>>,
 }
 
 impl Cache {
+    /// A cache of this process alone.
     pub fn new(config: &CacheConfig) -> Self {
         Cache {
-            memory: Memory::new(config.capacity_bytes),
+            memory: Arc::new(Memory::new(config.capacity_bytes)),
             flights: Arc::new(Flights::default()),
             policy: Policy::new(config),
+            shared: None,
         }
+    }
+
+    /// A cache that shares pages and fills with the fleet through `fleet`
+    /// (inside a tokio runtime: it listens to the fleet's purges).
+    pub fn with_fleet(config: &CacheConfig, fleet: Arc<Fleet>, metrics: Arc<Metrics>) -> Self {
+        let mut cache = Cache::new(config);
+        cache.shared = Some(Shared::new(
+            fleet,
+            cache.memory.clone(),
+            cache.policy,
+            metrics,
+            config.wait_timeout,
+        ));
+        cache
     }
 
     /// The freshness rules entries are judged by.
@@ -73,9 +101,51 @@ impl Cache {
         &self.policy
     }
 
-    /// The entry under `key`, fresh or stale, if it is still retained.
+    /// The entry under `key`, fresh or stale, if it is still retained. A fresh
+    /// L1 entry costs no Redis call; otherwise the fleet's copy is read, and
+    /// kept in L1 when it is newer than ours.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.memory.get(key)
+        let local = self.memory.get(key);
+        let Some(shared) = &self.shared else {
+            return local;
+        };
+        if let Some(entry) = &local {
+            if matches!(
+                self.policy.judge(entry, tokio::time::Instant::now()),
+                Freshness::Fresh(_)
+            ) {
+                return local;
+            }
+        }
+        // Boxed: the Redis read's state must not size the future of every L1 hit.
+        Box::pin(self.read_shared(shared, key, local)).await
+    }
+
+    /// An L1 miss (or stale copy) in a fleet: the fleet's copy, kept in L1 when newer.
+    async fn read_shared(
+        &self,
+        shared: &Shared,
+        key: &CacheKey,
+        local: Option<Arc<Entry>>,
+    ) -> Option<Arc<Entry>> {
+        let generation = self.memory.generation();
+        match shared.read(key).await {
+            Some(remote)
+                if local
+                    .as_ref()
+                    .is_none_or(|l| remote.fetched_wall > l.fetched_wall) =>
+            {
+                shared.keep_locally(key, remote.clone(), generation).await;
+                Some(remote)
+            }
+            _ => local,
+        }
+    }
+
+    /// The fleet's copy of `key`, skipping L1 and keeping nothing: what an L1
+    /// miss costs in a fleet (benches and diagnostics). `None` without `[fleet]`.
+    pub async fn get_shared(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.shared.as_ref()?.read(key).await
     }
 
     /// Taken by a fill when it starts (see [`Fence`]).
@@ -86,15 +156,25 @@ impl Cache {
     }
 
     /// Store `entry` unless a purge happened since `fence` was taken. Returns whether it stays stored.
+    /// In a fleet, a fill holding the page's lease also stores it in L2 (fenced there too).
     pub async fn store_if_current(&self, key: CacheKey, entry: Arc<Entry>, fence: Fence) -> bool {
         let retain_for = self.policy.retain_for(entry.terminal);
-        self.memory
-            .insert_if_current(key, entry, retain_for, fence.generation)
+        let stored =
+            self.memory
+                .insert_if_current(key.clone(), entry.clone(), retain_for, fence.generation);
+        if let (true, Some(shared)) = (stored, &self.shared) {
+            shared.store(&key, &entry).await;
+        }
+        stored
     }
 
-    /// Forget the pages `scope` names, and refuse stores of fills that started before.
+    /// Forget the pages `scope` names, and refuse stores of fills that started
+    /// before; in a fleet, on every gateway.
     pub async fn purge(&self, scope: &Purge) {
         self.memory.purge(scope);
+        if let Some(shared) = &self.shared {
+            shared.purge(scope).await;
+        }
     }
 
     /// Join the fill of `key`, or start one by spawning `fetch()` in its own task.
@@ -112,7 +192,14 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = FlightResult> + Send + 'static,
     {
-        self.flights.join_or_start(key, max_waiters, fetch)
+        match &self.shared {
+            None => self.flights.join_or_start(key, max_waiters, fetch),
+            Some(shared) => {
+                let (shared, owned) = (shared.clone(), key.clone());
+                self.flights
+                    .join_or_start(key, max_waiters, move || shared.fill(owned, fetch()))
+            }
+        }
     }
 
     /// Is a fill of `key` running now?

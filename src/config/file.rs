@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::error::KeyError;
 use super::origin::Origin;
-use super::LogFormat;
+use super::{FleetSecret, LogFormat};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +34,8 @@ pub(super) struct FileConfig {
     pub backoff: FileBackoff,
     #[serde(default)]
     pub log: FileLog,
+    #[serde(default)]
+    pub fleet: FileFleet,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -115,6 +117,26 @@ pub(super) struct FileLog {
     pub access_log_path: Option<PathBuf>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileFleet {
+    pub redis_url: Option<String>,
+    pub secret_file: Option<PathBuf>,
+    /// Meant for `POLLGATE_FLEET_SECRET`: the secret itself (prefer `secret_file` in files).
+    #[serde(default, deserialize_with = "secret")]
+    pub secret: Option<FleetSecret>,
+    pub key_prefix: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub lease_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub redis_timeout: Option<Duration>,
+    pub breaker_failures: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub breaker_cooloff: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub fallback_check: Option<Duration>,
+}
+
 /// Parse the file's text. The error names the dotted key (`cache.ttl`) and, when toml
 /// located it, the line and column; parsing stops at the first such error.
 pub(super) fn parse(text: &str) -> Result<FileConfig, KeyError> {
@@ -158,6 +180,10 @@ fn url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Uri>, D::Error> {
     text.parse()
         .map(Some)
         .map_err(|e| D::Error::custom(format!("`{text}` is not a URL ({e})")))
+}
+
+fn secret<'de, D: Deserializer<'de>>(d: D) -> Result<Option<FleetSecret>, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.map(|s| FleetSecret::new(s.as_bytes())))
 }
 
 fn header_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<HeaderName>>, D::Error> {

@@ -88,6 +88,23 @@ pub(super) fn apply(l: &mut Layers, c: &mut Config) {
     if let Some(path) = pick!(l, log.access_log_path) {
         c.log.access_log_path = Some(path);
     }
+
+    if let Some(url) = pick!(l, fleet.redis_url) {
+        c.fleet.redis_url = Some(url);
+    }
+    if let Some(path) = pick!(l, fleet.secret_file) {
+        c.fleet.secret_file = Some(path);
+    }
+    // Else read from `secret_file` by `rules::adjust`.
+    if let Some(secret) = pick!(l, fleet.secret) {
+        c.fleet.secret = Some(secret);
+    }
+    set!(l, c.fleet.key_prefix);
+    set!(l, c.fleet.lease_ttl);
+    set!(l, c.fleet.redis_timeout);
+    set!(l, c.fleet.breaker_failures);
+    set!(l, c.fleet.breaker_cooloff);
+    set!(l, c.fleet.fallback_check);
 }
 
 /// Print every key of `c`, section by section.
@@ -144,6 +161,19 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
         .as_ref()
         .map(|p| p.display().to_string());
     r.optional("access_log_path", path);
+
+    let f = &c.fleet;
+    r.section("fleet");
+    r.optional("redis_url", f.redis_url_shown());
+    let file = f.secret_file.as_ref().map(|p| p.display().to_string());
+    r.optional("secret_file", file);
+    r.secret("secret", f.secret.is_some());
+    r.key("key_prefix", &f.key_prefix);
+    r.key("lease_ttl", f.lease_ttl);
+    r.key("redis_timeout", f.redis_timeout);
+    r.key("breaker_failures", u64::from(f.breaker_failures));
+    r.key("breaker_cooloff", f.breaker_cooloff);
+    r.key("fallback_check", f.fallback_check);
 }
 
 #[cfg(test)]

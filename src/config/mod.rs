@@ -66,6 +66,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub backoff: BackoffConfig,
     pub log: LogConfig,
+    pub fleet: FleetConfig,
 }
 
 /// The client listener.
@@ -205,6 +206,116 @@ impl Default for Config {
                 access_log: true,
                 access_log_path: None,
             },
+            fleet: FleetConfig::default(),
         }
+    }
+}
+
+/// Least length of the fleet secret, in bytes: a BLAKE3 key's worth.
+pub const MIN_FLEET_SECRET: usize = 32;
+
+/// The fleet-wide key material for credential fingerprints. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FleetSecret(std::sync::Arc<[u8]>);
+
+impl FleetSecret {
+    /// The secret from its bytes, surrounding whitespace trimmed.
+    pub fn new(bytes: &[u8]) -> Self {
+        FleetSecret(std::sync::Arc::from(bytes.trim_ascii()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for FleetSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FleetSecret({} bytes, redacted)", self.0.len())
+    }
+}
+
+/// The shared tier: many gateways on one Redis behave like one gateway. Off (one process,
+/// no Redis) without a `redis_url`.
+#[derive(Clone, PartialEq)]
+pub struct FleetConfig {
+    /// `redis://` or `rediss://` (TLS through rustls); setting it turns the tier on.
+    pub redis_url: Option<String>,
+    /// File holding the fleet secret (its bytes, surrounding whitespace trimmed).
+    pub secret_file: Option<PathBuf>,
+    /// The fleet secret: `POLLGATE_FLEET_SECRET`, else `secret_file`'s contents (read by the
+    /// loader). Gateways share entries exactly when they share it.
+    pub secret: Option<FleetSecret>,
+    /// Namespace of every Redis key and channel, so several fleets can share one Redis.
+    pub key_prefix: String,
+    /// How long a fill lease lasts unless renewed, so a dead holder blocks a key no longer.
+    pub lease_ttl: Duration,
+    /// Deadline on every Redis call, so a hung Redis cannot hang a request.
+    pub redis_timeout: Duration,
+    /// Consecutive failed Redis calls that open the breaker (single-gateway mode).
+    pub breaker_failures: u32,
+    /// How long the open breaker keeps Redis out of the request path before one trial call.
+    pub breaker_cooloff: Duration,
+    /// Mean interval of the jittered check a waiter on another gateway's fill makes, in
+    /// case a notification was lost.
+    pub fallback_check: Duration,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        FleetConfig {
+            redis_url: None,
+            secret_file: None,
+            secret: None,
+            key_prefix: "pollgate".into(),
+            lease_ttl: Duration::from_secs(2),
+            redis_timeout: Duration::from_millis(250),
+            breaker_failures: 3,
+            breaker_cooloff: Duration::from_secs(2),
+            fallback_check: Duration::from_millis(250),
+        }
+    }
+}
+
+impl FleetConfig {
+    /// The tier on `redis_url` with `secret`, other settings at their defaults.
+    pub fn new(redis_url: &str, secret: &[u8]) -> Self {
+        FleetConfig {
+            redis_url: Some(redis_url.to_owned()),
+            secret: Some(FleetSecret::new(secret)),
+            ..FleetConfig::default()
+        }
+    }
+
+    /// Is the shared tier on?
+    pub fn enabled(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    /// The Redis URL with any password hidden, for logs and `check-config`.
+    pub fn redis_url_shown(&self) -> Option<String> {
+        let url = self.redis_url.as_deref()?;
+        Some(match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://<redacted>{}", &url[..scheme], &url[at..])
+            }
+            _ => url.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("redis_url", &self.redis_url_shown())
+            .field("secret_file", &self.secret_file)
+            .field("secret", &self.secret)
+            .field("key_prefix", &self.key_prefix)
+            .field("lease_ttl", &self.lease_ttl)
+            .field("redis_timeout", &self.redis_timeout)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooloff", &self.breaker_cooloff)
+            .field("fallback_check", &self.fallback_check)
+            .finish()
     }
 }

@@ -115,6 +115,20 @@ pub const OVERRIDES: &[Override] = &[
         "text|json",
         "Log line format",
     ),
+    Override::new(
+        "fleet.redis_url",
+        "redis-url",
+        "POLLGATE_REDIS_URL",
+        "URL",
+        "Redis shared by a fleet of gateways (redis:// or rediss://); turns the fleet tier on",
+    ),
+    Override::env_only(
+        "fleet.secret",
+        "POLLGATE_FLEET_SECRET",
+        "SECRET",
+        "The fleet secret itself (at least 32 bytes), instead of fleet.secret_file",
+    )
+    .secret(),
 ];
 
 /// The override whose flag is `--flag`.

@@ -156,7 +156,6 @@ impl<'p> Renderer<'p> {
     }
 
     /// A secret: only whether it is set, and where from.
-    #[allow(dead_code)] // for the fleet secret; exercised by the tests below
     pub(super) fn secret(&mut self, name: &'static str, set: bool) {
         let comment = self.comment(&self.full_key(name));
         let shown = if set { "<redacted>" } else { "<not set>" };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Uri;
 
 use super::error::{ConfigError, KeyError};
-use super::Config;
+use super::{Config, FleetSecret, MIN_FLEET_SECRET};
 
 /// Keys where 0 means "off" rather than "nothing allowed", and what off means.
 ///
@@ -42,6 +42,15 @@ pub(super) fn adjust(c: &mut Config) -> Vec<(&'static str, &'static str)> {
     if c.cache.terminal_ttl < c.cache.ttl {
         c.cache.terminal_ttl = c.cache.ttl;
         notes.push(("cache.terminal_ttl", "raised to cache.ttl"));
+    }
+    // The fleet secret comes from POLLGATE_FLEET_SECRET, else from its file (a read error
+    // is reported by `check`, which reads it again).
+    if c.fleet.secret.is_none() {
+        if let Some(path) = &c.fleet.secret_file {
+            if let Ok(bytes) = std::fs::read(path) {
+                c.fleet.secret = Some(FleetSecret::new(&bytes));
+            }
+        }
     }
     notes
 }
@@ -125,6 +134,7 @@ pub(super) fn check(c: &Config) -> Vec<KeyError> {
             );
         }
     }
+    check_fleet(c, &mut fail);
     if listeners_collide(c.admin.listen, c.server.listen) {
         fail(
             "admin.listen",
@@ -135,6 +145,81 @@ pub(super) fn check(c: &Config) -> Vec<KeyError> {
         );
     }
     errors
+}
+
+/// The `[fleet]` rules: its settings always, its URL and secret when the tier is on.
+fn check_fleet(c: &Config, fail: &mut impl FnMut(&str, String)) {
+    let f = &c.fleet;
+    for (key, value) in [
+        ("fleet.lease_ttl", f.lease_ttl),
+        ("fleet.redis_timeout", f.redis_timeout),
+        ("fleet.breaker_cooloff", f.breaker_cooloff),
+        ("fleet.fallback_check", f.fallback_check),
+    ] {
+        if value.is_zero() {
+            fail(key, "must be greater than zero".into());
+        }
+    }
+    if f.lease_ttl < f.redis_timeout * 2 {
+        fail(
+            "fleet.lease_ttl",
+            "must be at least twice fleet.redis_timeout (its holder renews it in time)".into(),
+        );
+    }
+    if f.breaker_failures == 0 {
+        fail("fleet.breaker_failures", "must be at least 1".into());
+    }
+    let prefix_ok = !f.key_prefix.is_empty()
+        && f.key_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    if !prefix_ok {
+        fail(
+            "fleet.key_prefix",
+            "must be ASCII letters, digits, '-', '_', '.' or ':' (no hash-tag braces)".into(),
+        );
+    }
+    let Some(url) = &f.redis_url else {
+        return;
+    };
+    if let Some(reason) = redis_url_problem(url) {
+        fail("fleet.redis_url", reason);
+    }
+    let required = format!(
+        "required with fleet.redis_url: a file of at least {MIN_FLEET_SECRET} bytes shared \
+         by every gateway of the fleet (or the secret itself in POLLGATE_FLEET_SECRET)"
+    );
+    match (&f.secret, &f.secret_file) {
+        (Some(secret), _) if secret.as_bytes().len() < MIN_FLEET_SECRET => fail(
+            "fleet.secret_file",
+            format!(
+                "the fleet secret has {} bytes; at least {MIN_FLEET_SECRET} are required",
+                secret.as_bytes().len()
+            ),
+        ),
+        (Some(_), _) => {}
+        (None, Some(path)) => {
+            let why = std::fs::read(path)
+                .err()
+                .map_or("empty".into(), |e| e.to_string());
+            fail(
+                "fleet.secret_file",
+                format!("cannot read {}: {why}", path.display()),
+            );
+        }
+        (None, None) => fail("fleet.secret_file", required),
+    }
+}
+
+/// A Redis URL pollgate can connect to; the reason never echoes it (it may hold a password).
+fn redis_url_problem(url: &str) -> Option<String> {
+    use redis::IntoConnectionInfo;
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Some("must start with redis:// or rediss://".into());
+    }
+    url.into_connection_info()
+        .err()
+        .map(|e| format!("not a Redis URL ({:?})", e.kind()))
 }
 
 /// The upstream must be an absolute http(s) URL without a query; a path is a prefix.

@@ -207,6 +207,16 @@ max_retry_after = "10m"
 format = "json"
 access_log = false
 access_log_path = "/var/log/pollgate/access.log"
+[fleet]
+redis_url = "rediss://redis.internal:6380/1"
+secret_file = {ca}
+secret = "an-inline-fleet-secret-of-more-than-32-bytes"
+key_prefix = "team-a"
+lease_ttl = "3s"
+redis_timeout = "100ms"
+breaker_failures = 5
+breaker_cooloff = "4s"
+fallback_check = "150ms"
 "#,
         ca = toml::Value::String(ca.display().to_string())
     )
@@ -266,13 +276,33 @@ const SAMPLES: &[(&str, [&str; 3], [&str; 3])] = &[
         ["\"json\"", "text", "json"],
         ["\"json\"", "\"text\"", "\"json\""],
     ),
+    (
+        "fleet.redis_url",
+        [
+            "\"redis://file.example:6379/\"",
+            "redis://env.example:6379/",
+            "redis://flag.example:6379/",
+        ],
+        ["file.example", "env.example", "flag.example"],
+    ),
 ];
+
+/// A fleet secret for tests (at least 32 bytes).
+const FLEET_SECRET: &str = "a-fleet-secret-for-the-config-tests-0123";
 
 #[test]
 fn precedence_is_flag_then_env_then_file_then_default_for_every_override() {
     let sampled: BTreeSet<&str> = SAMPLES.iter().map(|s| s.0).collect();
-    let overridable: BTreeSet<&str> = OVERRIDES.iter().map(|o| o.key).collect();
-    assert_eq!(sampled, overridable, "every override has samples");
+    // Keys with a variable only (the fleet secret) have their own test.
+    let overridable: BTreeSet<&str> = OVERRIDES
+        .iter()
+        .filter(|o| o.flag.is_some())
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(
+        sampled, overridable,
+        "every override with a flag has samples"
+    );
     let defaults = printed(&load_ok(&sources(None, &[], &[])).to_toml());
 
     for (key, [in_file, in_env, in_flag], [file_p, env_p, flag_p]) in SAMPLES {
@@ -280,18 +310,28 @@ fn precedence_is_flag_then_env_then_file_then_default_for_every_override() {
         let (var, flag) = (o.env.expect("variable"), o.flag.expect("flag"));
         let (section, name) = key.rsplit_once('.').expect("dotted");
         let file = TempFile::new(&format!("[{section}]\n{name} = {in_file}\n"));
-        let env = [(var, *in_env)];
+        // A fleet needs its secret, whatever sets the URL.
+        let base: &[(&str, &str)] = if section == "fleet" {
+            &[("POLLGATE_FLEET_SECRET", FLEET_SECRET)]
+        } else {
+            &[]
+        };
+        let env = [base, &[(var, *in_env)]].concat();
         let flags = [(flag, *in_flag)];
         let cases = [
-            (sources(None, &[], &[]), Origin::Default, None),
-            (sources(Some(&file), &[], &[]), Origin::File, Some(file_p)),
+            (sources(None, base, &[]), Origin::Default, None),
+            (sources(Some(&file), base, &[]), Origin::File, Some(file_p)),
             (sources(None, &env, &[]), Origin::Env(var), Some(env_p)),
             (
                 sources(Some(&file), &env, &[]),
                 Origin::Env(var),
                 Some(env_p),
             ),
-            (sources(None, &[], &flags), Origin::Flag(flag), Some(flag_p)),
+            (
+                sources(None, base, &flags),
+                Origin::Flag(flag),
+                Some(flag_p),
+            ),
             (
                 sources(Some(&file), &env, &flags),
                 Origin::Flag(flag),
@@ -343,7 +383,10 @@ fn check_config_output_loads_back_to_the_same_configuration() {
         let first = load_ok(&s);
         let text = first.to_toml();
         let second = reload(&text);
-        assert_eq!(second.config, first.config, "round trip of:\n{text}");
+        // A secret is never printed, so it cannot load back (the file's may stand in for it).
+        let mut expected = first.config.clone();
+        expected.fleet.secret = second.config.fleet.secret.clone();
+        assert_eq!(second.config, expected, "round trip of:\n{text}");
         let values = |t: &str| -> Vec<(String, String)> {
             printed(t).into_iter().map(|(k, (v, _))| (k, v)).collect()
         };
@@ -535,4 +578,60 @@ fn the_header_names_the_file_and_what_chose_it_or_says_there_is_none() {
     assert_eq!(ConfigFile::Absent.to_string(), "none");
     let empty = ConfigFile::resolve(None, Some("".into()));
     assert!(!matches!(empty, ConfigFile::Named { .. }), "{empty:?}");
+}
+
+#[test]
+fn the_fleet_secret_comes_from_its_variable_or_its_file_and_is_never_printed() {
+    let file = TempFile::new(&format!("  {FLEET_SECRET}-from-the-file\n"));
+    let config = TempFile::new(&format!(
+        "[fleet]\nredis_url = \"redis://127.0.0.1:1/\"\nsecret_file = {}\n",
+        toml::Value::String(file.0.display().to_string())
+    ));
+    let from_file = load_ok(&sources(Some(&config), &[], &[]));
+    let secret = from_file
+        .config
+        .fleet
+        .secret
+        .clone()
+        .expect("read from the file");
+    assert_eq!(
+        secret.as_bytes(),
+        format!("{FLEET_SECRET}-from-the-file").as_bytes(),
+        "trimmed"
+    );
+    let env = [("POLLGATE_FLEET_SECRET", FLEET_SECRET)];
+    let from_env = load_ok(&sources(Some(&config), &env, &[]));
+    assert_eq!(
+        from_env.config.fleet.secret.as_ref().map(|s| s.as_bytes()),
+        Some(FLEET_SECRET.as_bytes()),
+        "the variable wins over the file"
+    );
+    assert_eq!(
+        from_env.origin("fleet.secret"),
+        Origin::Env("POLLGATE_FLEET_SECRET")
+    );
+    for loaded in [&from_file, &from_env] {
+        let text = loaded.to_toml();
+        assert!(!text.contains(FLEET_SECRET), "{text}");
+        assert!(text.contains("# secret = <redacted>"), "{text}");
+        assert!(!format!("{:?}", loaded.config).contains(FLEET_SECRET));
+    }
+    // Short, missing or unreadable: the error names fleet.secret_file.
+    let short = [("POLLGATE_FLEET_SECRET", "short")];
+    let none = TempFile::new("[fleet]\nredis_url = \"redis://127.0.0.1:1/\"\n");
+    let unreadable = TempFile::new(
+        "[fleet]\nredis_url = \"redis://127.0.0.1:1/\"\nsecret_file = \"/no/such/secret\"\n",
+    );
+    for s in [
+        sources(Some(&none), &short, &[]),
+        sources(Some(&none), &[], &[]),
+        sources(Some(&unreadable), &[], &[]),
+    ] {
+        let e = load(&s).expect_err("refused").to_string();
+        assert!(e.contains("fleet.secret_file"), "{e}");
+        assert!(!e.contains("short"), "the secret is not echoed: {e}");
+    }
+    // Without a Redis URL there is no tier and no secret is needed.
+    let off = load_ok(&sources(None, &[], &[]));
+    assert!(!off.config.fleet.enabled());
 }

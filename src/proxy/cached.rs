@@ -197,7 +197,7 @@ impl CachedRequest<'_> {
                     return self.cached(entry, Outcome::Hit { left }, now);
                 }
                 Freshness::Stale(s) if s.revalidate => {
-                    self.refresh_in_background();
+                    self.refresh_in_background().await;
                     return self.stale(entry, StaleWhy::WhileRevalidate, now);
                 }
                 Freshness::Stale(_) => {}
@@ -223,12 +223,12 @@ impl CachedRequest<'_> {
     }
 
     /// Start (or join) a fill and leave it running; nobody waits for it here.
-    fn refresh_in_background(&self) {
+    async fn refresh_in_background(&self) {
         let state = self.state;
         if state.cache.is_filling(&self.key) {
             return;
         }
-        let probe = match state.shield.gate(&self.credential) {
+        let probe = match state.shield.gate(&self.credential).await {
             Gate::Closed(_) => return,
             Gate::Open => None,
             Gate::Probe(p) => Some(p),
@@ -236,6 +236,7 @@ impl CachedRequest<'_> {
         if state
             .shield
             .take_budget(&self.credential, Duration::ZERO)
+            .await
             .is_err()
         {
             return;
@@ -252,7 +253,7 @@ impl CachedRequest<'_> {
     async fn fetch(&self) -> Result<(FlightOutcome, Role), FetchError> {
         let state = self.state;
         let cfg = &state.config.cache;
-        let probe = match state.shield.gate(&self.credential) {
+        let probe = match state.shield.gate(&self.credential).await {
             Gate::Closed(left) => return Err(FetchError::BackedOff(left)),
             Gate::Open => None,
             Gate::Probe(p) => Some(p),
@@ -261,6 +262,7 @@ impl CachedRequest<'_> {
             match state
                 .shield
                 .take_budget(&self.credential, state.config.upstream.budget_wait)
+                .await
             {
                 Ok(wait) if wait.is_zero() => {}
                 Ok(wait) => tokio::time::sleep(wait).await,
@@ -278,6 +280,8 @@ impl CachedRequest<'_> {
             state.metrics.coalesced_waiters.inc();
         }
         match ticket.wait(cfg.wait_timeout).await? {
+            // Another gateway's fetch: for this request, a collapsed one.
+            Ok(outcome) if outcome.shared => Ok((outcome, Role::Collapsed)),
             Ok(outcome) => Ok((outcome, ticket.role)),
             Err(e) => Err(FetchError::Upstream(UpstreamError::clone(&e))),
         }

@@ -134,7 +134,11 @@ async fn fetch(state: &State, fill: &Fill) -> Result<FlightOutcome, UpstreamErro
             .cache
             .store_if_current(fill.key.clone(), entry.clone(), fill.fence)
             .await;
-    Ok(FlightOutcome { entry, stored })
+    Ok(FlightOutcome {
+        entry,
+        stored,
+        shared: false,
+    })
 }
 
 /// Step 1: send the request (bounded by the upstream's concurrency limit and timeout).

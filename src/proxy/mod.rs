@@ -29,6 +29,7 @@ use crate::body::{BoxError, ResponseBody};
 use crate::cache::{Cache, Purge};
 use crate::config::Config;
 use crate::conn::ConnInfo;
+use crate::fleet::{Fleet, FleetError};
 use crate::jobs::JobTracker;
 use crate::key::{FingerprintKey, ResourceId, ResourceKind};
 use crate::metrics::Metrics;
@@ -45,6 +46,8 @@ pub enum SetupError {
     Tls(#[from] TlsSetupError),
     #[error("cannot open the access log (log.access_log_path): {0}")]
     AccessLog(#[source] std::io::Error),
+    #[error("cannot set up the fleet tier")]
+    Fleet(#[from] FleetError),
 }
 
 /// Everything a request needs, shared by all connections.
@@ -53,6 +56,8 @@ struct State {
     upstream: Upstream,
     cache: Cache,
     shield: Arc<Shield>,
+    /// The fleet this gateway shares its cache and shield with, with `[fleet]`.
+    fleet: Option<Arc<Fleet>>,
     jobs: JobTracker,
     metrics: Arc<Metrics>,
     fingerprints: FingerprintKey,
@@ -71,7 +76,8 @@ pub struct Gateway {
 impl Gateway {
     /// A gateway for `config`, fingerprinting credentials with `fingerprints`
     /// (random per process unless a fleet shares one), answering held requests
-    /// at once when `shutdown` triggers.
+    /// at once when `shutdown` triggers. With `[fleet]`, it starts the fleet's
+    /// connections (lazily: Redis need not be up), so it must run inside a tokio runtime.
     pub fn new(
         config: Config,
         fingerprints: FingerprintKey,
@@ -93,13 +99,27 @@ impl Gateway {
         } else {
             None
         };
+        let rate = config.upstream.max_requests_per_second;
+        let fleet = if config.fleet.enabled() {
+            Some(Fleet::start(&config.fleet, metrics.clone(), &shutdown)?)
+        } else {
+            None
+        };
+        let (cache, shield) = match &fleet {
+            Some(fleet) => (
+                Cache::with_fleet(&config.cache, fleet.clone(), metrics.clone()),
+                Shield::with_fleet(config.backoff.clone(), rate, fleet.clone()),
+            ),
+            None => (
+                Cache::new(&config.cache),
+                Arc::new(Shield::new(config.backoff.clone(), rate)),
+            ),
+        };
         let state = State {
             access_log,
-            cache: Cache::new(&config.cache),
-            shield: Arc::new(Shield::new(
-                config.backoff.clone(),
-                config.upstream.max_requests_per_second,
-            )),
+            cache,
+            shield,
+            fleet,
             jobs: JobTracker::default(),
             fingerprints,
             shutdown,
@@ -227,9 +247,14 @@ impl Control for Gateway {
 
     fn readiness(&self) -> Readiness {
         let draining = self.state.shutdown.is_triggered();
+        let mut body = serde_json::json!({ "status": if draining { "draining" } else { "ready" } });
+        // A fleet without Redis still serves (as a single gateway): shown, never "not ready".
+        if let Some(fleet) = &self.state.fleet {
+            body["fleet"] = fleet.status();
+        }
         Readiness {
             ready: !draining,
-            body: serde_json::json!({ "status": if draining { "draining" } else { "ready" } }),
+            body,
         }
     }
 

@@ -76,7 +76,8 @@ impl Harness {
         let admin = loopback_listener();
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");
-        let app = App::new(config, FingerprintKey::random()).expect("gateway");
+        let fingerprints = FingerprintKey::for_config(&config);
+        let app = App::new(config, fingerprints).expect("gateway");
         let gateway = app.gateway().clone();
         let (tx, rx) = oneshot::channel::<()>();
         app.shutdown().trigger_on(async move {

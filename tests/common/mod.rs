@@ -4,16 +4,19 @@
 //! One module per concern: [`harness`] starts the servers, [`client`] talks to them,
 //! [`upstream`] counts what reached the simulated upstream, [`metrics`] reads the admin
 //! metrics, [`wait`] waits on conditions with a bound, [`gate`] holds upstream traffic until
-//! the test lets it through, [`logs`] captures the gateway's log lines. Everything is
+//! the test lets it through, [`logs`] captures the gateway's log lines; [`redis`] runs a
+//! private `redis-server` and [`fleet`] several gateways sharing it. Everything is
 //! re-exported here, so a test file needs only `mod common; use common::*;`.
 //! Each test binary uses a part of this, hence the `allow`s.
 #![allow(dead_code, unused_imports)]
 
 pub mod client;
+pub mod fleet;
 pub mod gate;
 pub mod harness;
 pub mod logs;
 pub mod metrics;
+pub mod redis;
 pub mod upstream;
 pub mod wait;
 

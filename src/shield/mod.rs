@@ -7,6 +7,11 @@
 //! time left. When the back-off ends exactly one request probes the upstream;
 //! the others keep waiting for its verdict. One credential's back-off never
 //! touches another's: the state is keyed by credential fingerprint.
+//!
+//! In a fleet ([`fleet`]), back-offs, the probe and the budget are shared
+//! through Redis; the local state stays the fallback when Redis fails.
+
+pub mod fleet;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +22,10 @@ use rand::Rng;
 use tokio::time::Instant;
 
 use crate::config::BackoffConfig;
+use crate::fleet::bus::Control;
+use crate::fleet::Fleet;
 use crate::key::Credential;
+use fleet::{FleetShield, Remote};
 
 /// Above this many remembered credentials, expired state is swept on insert.
 const SWEEP_ABOVE: usize = 4096;
@@ -68,6 +76,8 @@ pub struct Shield {
     config: BackoffConfig,
     /// Requests per second per credential; `None` = no budget.
     rate: Option<f64>,
+    /// Shared with the fleet, with `[fleet]`.
+    fleet: Option<FleetShield>,
 }
 
 impl Shield {
@@ -77,15 +87,39 @@ impl Shield {
             buckets: Mutex::default(),
             config,
             rate,
+            fleet: None,
         }
+    }
+
+    /// A shield whose back-offs, probes and budgets are shared with the fleet
+    /// (inside a tokio runtime: it listens to the fleet's announcements).
+    pub fn with_fleet(config: BackoffConfig, rate: Option<f64>, fleet: Arc<Fleet>) -> Arc<Self> {
+        let control = fleet.bus().control();
+        let mut shield = Shield::new(config, rate);
+        shield.fleet = Some(FleetShield { fleet });
+        let shield = Arc::new(shield);
+        tokio::spawn(listen(Arc::downgrade(&shield), control));
+        shield
     }
 
     fn lock_backoffs(&self) -> std::sync::MutexGuard<'_, HashMap<Credential, Backoff>> {
         self.backoffs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// May `credential` send a cacheable request upstream now?
-    pub fn gate(self: &Arc<Self>, credential: &Credential) -> Gate {
+    /// May `credential` send a cacheable request upstream now? In a fleet, the
+    /// probe after a back-off is claimed fleet-wide (one Redis call, only then).
+    pub async fn gate(self: &Arc<Self>, credential: &Credential) -> Gate {
+        let gate = self.gate_locally(credential);
+        if let (Gate::Probe(_), Some(fleet)) = (&gate, &self.fleet) {
+            if let Ok(false) = fleet.claim_probe(credential, PROBE_WAIT).await {
+                // Another gateway probes; its verdict will reach us. (Dropping the guard frees ours.)
+                return Gate::Closed(PROBE_WAIT);
+            }
+        }
+        gate
+    }
+
+    fn gate_locally(self: &Arc<Self>, credential: &Credential) -> Gate {
         let now = Instant::now();
         let mut map = self.lock_backoffs();
         let Some(b) = map.get_mut(credential) else {
@@ -118,7 +152,11 @@ impl Shield {
             || (status == StatusCode::SERVICE_UNAVAILABLE && asked.is_some());
         let mut map = self.lock_backoffs();
         if !limited {
-            map.remove(credential);
+            if map.remove(credential).is_some() {
+                if let Some(fleet) = &self.fleet {
+                    fleet.announce(Remote::Clear(*credential));
+                }
+            }
             return None;
         }
         let now = Instant::now();
@@ -143,7 +181,34 @@ impl Shield {
         b.strikes = b.strikes.saturating_add(1);
         b.until = b.until.max(now + wait);
         b.probing = false;
-        Some(b.until - now)
+        let left = b.until - now;
+        if let Some(fleet) = &self.fleet {
+            fleet.announce(Remote::Backoff(*credential, SystemTime::now() + left));
+        }
+        Some(left)
+    }
+
+    /// Apply what another gateway of the fleet said.
+    fn apply(&self, remote: Remote) {
+        let mut map = self.lock_backoffs();
+        match remote {
+            Remote::Clear(credential) => {
+                map.remove(&credential);
+            }
+            Remote::Backoff(credential, until) => {
+                let Ok(left) = until.duration_since(SystemTime::now()) else {
+                    return;
+                };
+                let now = Instant::now();
+                let until = now + left.min(self.config.max_retry_after);
+                let b = map.entry(credential).or_insert(Backoff {
+                    until: now,
+                    strikes: 1,
+                    probing: false,
+                });
+                b.until = b.until.max(until);
+            }
+        }
     }
 
     /// Credentials backed off now.
@@ -158,7 +223,8 @@ impl Shield {
     /// Take one request from the credential's budget. `Ok(wait)`: go after
     /// `wait` (zero when a token is there; the token is reserved). `Err(wait)`:
     /// the budget frees up only after `wait`, longer than `max_wait`.
-    pub fn take_budget(
+    /// In a fleet the budget is the fleet's; the local one stands in when Redis fails.
+    pub async fn take_budget(
         &self,
         credential: &Credential,
         max_wait: Duration,
@@ -166,6 +232,20 @@ impl Shield {
         let Some(rate) = self.rate else {
             return Ok(Duration::ZERO);
         };
+        if let Some(fleet) = &self.fleet {
+            if let Ok(verdict) = fleet.take_budget(credential, rate, max_wait).await {
+                return verdict;
+            }
+        }
+        self.take_local_budget(credential, rate, max_wait)
+    }
+
+    fn take_local_budget(
+        &self,
+        credential: &Credential,
+        rate: f64,
+        max_wait: Duration,
+    ) -> Result<Duration, Duration> {
         let burst = rate.max(1.0);
         let now = Instant::now();
         let mut map = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
@@ -191,6 +271,31 @@ impl Shield {
         }
         bucket.tokens -= 1.0;
         Ok(wait)
+    }
+}
+
+/// Apply the fleet's announcements to the local back-offs.
+async fn listen(
+    shield: std::sync::Weak<Shield>,
+    mut control: tokio::sync::broadcast::Receiver<Control>,
+) {
+    use tokio::sync::broadcast::error::RecvError;
+    loop {
+        let text = match control.recv().await {
+            Ok(Control::Message(text)) => text,
+            // Missed announcements are not replayed: each gateway still learns from its own 429s.
+            Ok(Control::Reconnected) | Err(RecvError::Lagged(_)) => continue,
+            Err(RecvError::Closed) => return,
+        };
+        let Some(shield) = shield.upgrade() else {
+            return;
+        };
+        let Some(fleet) = &shield.fleet else {
+            return;
+        };
+        if let Some(remote) = fleet.fleet.from_others(&text).and_then(Remote::from_wire) {
+            shield.apply(remote);
+        }
     }
 }
 
@@ -266,21 +371,24 @@ mod tests {
             s.record(&a, StatusCode::TOO_MANY_REQUESTS, &h),
             Some(Duration::from_secs(2))
         );
-        assert!(matches!(s.gate(&a), Gate::Closed(d) if d == Duration::from_secs(2)));
-        assert!(matches!(s.gate(&b), Gate::Open));
+        assert!(matches!(s.gate(&a).await, Gate::Closed(d) if d == Duration::from_secs(2)));
+        assert!(matches!(s.gate(&b).await, Gate::Open));
         tokio::time::advance(Duration::from_secs(2)).await;
-        let probe = match s.gate(&a) {
+        let probe = match s.gate(&a).await {
             Gate::Probe(p) => p,
             _ => panic!("expected the probe"),
         };
-        assert!(matches!(s.gate(&a), Gate::Closed(_)), "only one probe");
+        assert!(
+            matches!(s.gate(&a).await, Gate::Closed(_)),
+            "only one probe"
+        );
         drop(probe);
         assert!(
-            matches!(s.gate(&a), Gate::Probe(_)),
+            matches!(s.gate(&a).await, Gate::Probe(_)),
             "an abandoned probe frees the slot"
         );
         s.record(&a, StatusCode::OK, &HeaderMap::new());
-        assert!(matches!(s.gate(&a), Gate::Open));
+        assert!(matches!(s.gate(&a).await, Gate::Open));
         // No Retry-After: default with jitter, growing, capped.
         let first = s
             .record(&b, StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new())
@@ -310,14 +418,14 @@ mod tests {
             Some(Duration::from_secs(1))
         );
         tokio::time::advance(Duration::from_millis(999)).await;
-        assert!(matches!(s.gate(&a), Gate::Closed(d) if d == Duration::from_millis(1)));
+        assert!(matches!(s.gate(&a).await, Gate::Closed(d) if d == Duration::from_millis(1)));
         tokio::time::advance(Duration::from_millis(1)).await;
-        let Gate::Probe(probe) = s.gate(&a) else {
+        let Gate::Probe(probe) = s.gate(&a).await else {
             panic!("the back-off is over: one probe");
         };
         for _ in 0..9 {
             assert!(
-                matches!(s.gate(&a), Gate::Closed(d) if d == PROBE_WAIT),
+                matches!(s.gate(&a).await, Gate::Closed(d) if d == PROBE_WAIT),
                 "the others wait for the probe's verdict"
             );
         }
@@ -327,15 +435,18 @@ mod tests {
             Some(Duration::from_secs(1))
         );
         drop(probe);
-        assert!(matches!(s.gate(&a), Gate::Closed(d) if d == Duration::from_secs(1)));
+        assert!(matches!(s.gate(&a).await, Gate::Closed(d) if d == Duration::from_secs(1)));
         tokio::time::advance(Duration::from_secs(1)).await;
-        let Gate::Probe(probe) = s.gate(&a) else {
+        let Gate::Probe(probe) = s.gate(&a).await else {
             panic!("a probe after the second back-off");
         };
-        assert!(matches!(s.gate(&a), Gate::Closed(_)));
+        assert!(matches!(s.gate(&a).await, Gate::Closed(_)));
         s.record(&a, StatusCode::OK, &HeaderMap::new());
         drop(probe);
-        assert!(matches!(s.gate(&a), Gate::Open), "the probe succeeded");
+        assert!(
+            matches!(s.gate(&a).await, Gate::Open),
+            "the probe succeeded"
+        );
         assert_eq!(s.active(), 0);
     }
 
@@ -388,12 +499,12 @@ mod tests {
         let s = shield();
         let a = cred("Bearer a");
         let max = Duration::from_secs(1);
-        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
-        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
-        assert_eq!(s.take_budget(&a, max), Ok(Duration::from_millis(500)));
-        assert_eq!(s.take_budget(&a, max), Ok(Duration::from_secs(1)));
-        assert!(s.take_budget(&a, max).is_err());
+        assert_eq!(s.take_budget(&a, max).await, Ok(Duration::ZERO));
+        assert_eq!(s.take_budget(&a, max).await, Ok(Duration::ZERO));
+        assert_eq!(s.take_budget(&a, max).await, Ok(Duration::from_millis(500)));
+        assert_eq!(s.take_budget(&a, max).await, Ok(Duration::from_secs(1)));
+        assert!(s.take_budget(&a, max).await.is_err());
         tokio::time::advance(Duration::from_secs(2)).await;
-        assert_eq!(s.take_budget(&a, max), Ok(Duration::ZERO));
+        assert_eq!(s.take_budget(&a, max).await, Ok(Duration::ZERO));
     }
 }
