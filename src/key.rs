@@ -275,11 +275,21 @@ impl ResourceId {
 /// canonical query and the values of the configured `vary_headers`. Built
 /// once per request in one allocation (the canonical query is written straight
 /// into it); cloned only on the miss path.
-#[derive(Clone)]
 pub struct CacheKey {
-    text: Box<str>,
+    /// A `String`, not a `Box<str>`: shrinking to fit would cost a reallocation on every
+    /// request. A clone (the miss path's copy for storing) is exact-size anyway.
+    text: String,
     /// Where the canonical query lies in `text`.
     query: (u32, u32),
+}
+
+impl Clone for CacheKey {
+    fn clone(&self) -> Self {
+        CacheKey {
+            text: self.text.as_str().to_owned(),
+            query: self.query,
+        }
+    }
 }
 
 impl PartialEq for CacheKey {
@@ -328,7 +338,8 @@ impl CacheKey {
         headers: &HeaderMap,
         write_query: impl FnOnce(&mut String) -> Result<(), E>,
     ) -> Result<CacheKey, E> {
-        let mut text = String::with_capacity(36 + route.len() + id.len() + query_hint + 16);
+        // Room for the documented defaults the canonical query adds, and a vary header or two.
+        let mut text = String::with_capacity(35 + route.len() + id.len() + query_hint + 48);
         // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
         credential.push_hex(&mut text);
         text.push('\n');
@@ -349,7 +360,7 @@ impl CacheKey {
         // Keys are bounded by the request head (`server.max_header_bytes`), far below 4 GiB.
         let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Ok(CacheKey {
-            text: text.into_boxed_str(),
+            text,
             query: (offset(start), offset(end)),
         })
     }

@@ -53,7 +53,7 @@ pub struct Usage {
 }
 
 pub struct Memory {
-    cache: moka::sync::Cache<CacheKey, Stored>,
+    cache: moka::sync::Cache<CacheKey, Stored, foldhash::quality::RandomState>,
     /// Bumped by every purge; a fill stores only if it is unchanged since the fill began.
     generation: AtomicU64,
 }
@@ -65,7 +65,7 @@ impl Memory {
             .weigher(|key: &CacheKey, stored: &Stored| stored.entry.weight(key.as_str().len()))
             .expire_after(RetainFor)
             .support_invalidation_closures()
-            .build();
+            .build_with_hasher(foldhash::quality::RandomState::default());
         Memory {
             cache,
             generation: AtomicU64::new(0),

@@ -197,7 +197,8 @@ impl CachedRequest<'_> {
                     return self.cached(entry, Outcome::Hit { left }, now);
                 }
                 Freshness::Stale(s) if s.revalidate => {
-                    self.refresh_in_background().await;
+                    // Boxed: the shield's fleet calls must not size every hit's future.
+                    Box::pin(self.refresh_in_background()).await;
                     return self.stale(entry, StaleWhy::WhileRevalidate, now);
                 }
                 Freshness::Stale(_) => {}
