@@ -154,8 +154,7 @@ async fn serve_clients(
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
     server::serve(listener, limits, shutdown.clone(), move |req, conn| {
-        let gateway = gateway.clone();
-        async move { gateway.handle(req, conn).await }
+        gateway.handle(req, conn)
     })
     .await
 }
