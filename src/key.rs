@@ -196,6 +196,18 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&[u8]> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Credential([u8; 16]);
 
+/// Every byte's two lowercase hex digits, one lookup per byte.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    pairs
+};
+
 impl Credential {
     /// A fingerprint from its 32 hex digits (as another gateway of the fleet sent it).
     pub fn from_hex(hex: &str) -> Option<Credential> {
@@ -213,11 +225,9 @@ impl Credential {
 
     /// Append the fingerprint as 32 lowercase hex digits (no formatting machinery: this is on the hit path).
     pub fn push_hex(&self, out: &mut String) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut hex = [0u8; 32];
-        for (i, b) in self.0.iter().enumerate() {
-            hex[2 * i] = HEX[(b >> 4) as usize];
-            hex[2 * i + 1] = HEX[(b & 0xf) as usize];
+        for (pair, &b) in hex.chunks_exact_mut(2).zip(&self.0) {
+            pair.copy_from_slice(&HEX_PAIRS[usize::from(b)]);
         }
         // Hex digits are ASCII: always valid UTF-8.
         out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
@@ -404,6 +414,17 @@ mod tests {
             h.append(*k, HeaderValue::from_static(v));
         }
         h
+    }
+
+    #[test]
+    fn credential_hex_round_trips() {
+        let c = Credential([
+            0x00, 0x0f, 0xa5, 0xff, 0x10, 0x01, 0x7e, 0x80, 1, 2, 3, 4, 5, 6, 7, 0xee,
+        ]);
+        let mut hex = String::from(">");
+        c.push_hex(&mut hex);
+        assert_eq!(hex, ">000fa5ff10017e8001020304050607ee");
+        assert_eq!(Credential::from_hex(&hex[1..]), Some(c));
     }
 
     #[test]

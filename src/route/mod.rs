@@ -41,7 +41,7 @@ impl Terminal {
 /// One path segment of a pattern.
 #[derive(Debug, Clone, Copy)]
 pub enum Seg {
-    /// This exact text.
+    /// This exact text: one or more whole segments (`"api/v2/batches"`).
     Lit(&'static str),
     /// The job or batch id (any non-empty segment), as in the path.
     Id,
@@ -222,6 +222,9 @@ mod tests {
             "/api/v2/batches/".to_owned(),
             "/api/v2/batches/b/cancel".to_owned(),
             "/api/v2/batchesx".to_owned(),
+            "/api/v1/betax/batch-processing/j1".to_owned(),
+            "/api/v1/beta/batch-processingx/j1/items".to_owned(),
+            "/api/v1//beta/batch-processing/j1".to_owned(),
             "api/v2/batches".to_owned(),
         ] {
             assert_eq!(route_of(Method::GET, &miss), None, "{miss}");
