@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# The SDK conformance suite: the official Python and TypeScript SDKs, each generation at its
+# pinned version, against pollgate in front of pollgate-sim. Prints one line per SDK
+# ("python 2.19.0 (v2): N passed, M failed") and exits non-zero if any check failed.
+#
+# Environments are built from the committed pins (python/*/requirements.txt,
+# ts/*/package-lock.json) under target/sdk-cache, keyed on the pins' hash, and reused while
+# the pins are unchanged. To try a newer release in place of the pinned newest generation:
+#   SDK_VERSION_PY=2.20.0 SDK_VERSION_TS=2.17.0 tests/sdk/run.sh
+# SDK_SUITE_VERBOSE=1 prints each check with its time and the counts the checks measured.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+sdk=tests/sdk
+cache=${SDK_CACHE_DIR:-$PWD/target/sdk-cache}
+logs=$cache/logs
+mkdir -p "$logs"
+
+cargo build --workspace --bins --quiet
+bin=target/debug
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# --- Environments, one per SDK generation, built from the pins on first use.
+
+# The first 16 hex digits of the SHA-256 of its arguments' files (plus the runtime's version).
+pins_hash() { { "$1" --version; cat "${@:2}"; } | sha256sum | cut -c1-16; }
+
+python_env() { # generation -> the venv's directory
+  local gen=$1 req=$sdk/python/$1/requirements.txt dir spec
+  if [[ $gen == v2 && -n ${SDK_VERSION_PY:-} ]]; then
+    dir=$cache/py-v2-$SDK_VERSION_PY spec=("llama-cloud==$SDK_VERSION_PY")
+  else
+    dir=$cache/py-$gen-$(pins_hash python3 "$req") spec=(-r "$req")
+  fi
+  if [[ ! -f $dir/.ready ]]; then
+    rm -rf "$dir"
+    python3 -m venv "$dir"
+    "$dir/bin/pip" install --quiet --disable-pip-version-check "${spec[@]}"
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+node_env() { # generation -> the node project's directory
+  local gen=$1 pins=$sdk/ts/$1 dir
+  if [[ $gen == v2 && -n ${SDK_VERSION_TS:-} ]]; then
+    dir=$cache/ts-v2-$SDK_VERSION_TS
+  else
+    dir=$cache/ts-$gen-$(pins_hash node "$pins/package.json" "$pins/package-lock.json")
+  fi
+  if [[ ! -f $dir/.ready ]]; then
+    rm -rf "$dir" && mkdir -p "$dir"
+    if [[ $gen == v2 && -n ${SDK_VERSION_TS:-} ]]; then
+      echo '{"private": true}' >"$dir/package.json"
+      (cd "$dir" && npm install --silent --no-audit --no-fund "@llamaindex/llama-cloud@$SDK_VERSION_TS")
+    else
+      cp "$pins/package.json" "$pins/package-lock.json" "$dir/"
+      (cd "$dir" && npm ci --silent --no-audit --no-fund)
+    fi
+    touch "$dir/.ready"
+  fi
+  echo "$dir"
+}
+
+# Built side by side (a cold run is mostly downloads); each one's output kept for failures.
+suites=(py-v1 py-v2 ts-v1 ts-v2)
+for s in "${suites[@]}"; do
+  case $s in
+    py-*) python_env "${s#py-}" ;;
+    ts-*) node_env "${s#ts-}" ;;
+  esac >"$logs/$s.env" 2>"$logs/$s.setup" &
+done
+for s in "${suites[@]}"; do
+  if ! wait -n; then
+    for f in "$logs"/*.setup; do cat "$f" >&2; done
+    echo "sdk suite: building an SDK environment failed" >&2
+    exit 1
+  fi
+done
+
+# --- A fresh sim and pollgate per SDK (the checks cancel jobs), on ephemeral ports.
+
+# Waits (bounded) until file $1 has a line matching $2, then prints that line.
+wait_for_line() {
+  local deadline=$((SECONDS + 20))
+  until grep -m1 -E "$2" "$1"; do
+    ((SECONDS < deadline)) || { cat "$1" >&2; echo "sdk suite: no '$2' in $1" >&2; exit 1; }
+    sleep 0.05
+  done
+}
+
+start_servers() {
+  RUST_LOG=warn,pollgate_sim=info $bin/pollgate-sim --listen 127.0.0.1:0 >"$logs/sim.log" 2>&1 &
+  pids+=($!)
+  SIM_URL=$(wait_for_line "$logs/sim.log" 'listening on' | grep -oE 'http://127\.0\.0\.1:[0-9]+')
+  RUST_LOG=warn,pollgate=info $bin/pollgate --config $sdk/pollgate.toml --upstream "$SIM_URL" \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/pollgate.log" 2>&1 &
+  pids+=($!)
+  local started
+  started=$(wait_for_line "$logs/pollgate.log" 'pollgate started')
+  POLLGATE_URL=http://$(grep -oE ' listen=[0-9.:]+' <<<"$started" | cut -d= -f2)
+  POLLGATE_ADMIN_URL=http://$(grep -oE ' admin=[0-9.:]+' <<<"$started" | cut -d= -f2)
+  export SIM_URL POLLGATE_URL POLLGATE_ADMIN_URL
+}
+
+stop_servers() {
+  cleanup
+  wait "${pids[@]}" 2>/dev/null || true
+  pids=()
+}
+
+failed=0
+for s in "${suites[@]}"; do
+  env_dir=$(cat "$logs/$s.env")
+  gen=${s#*-}
+  start_servers
+  case $s in
+    py-*) run=(env -C $sdk/python "$env_dir/bin/python" "check_$gen.py") ;;
+    ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
+  esac
+  if line=$("${run[@]}" 2>"$logs/$s.log"); then
+    echo "$line"
+  else
+    failed=1
+    echo "${line:-$s: did not finish (0 passed, 1 failed)}"
+    sed 's/^/    /' "$logs/$s.log" >&2
+  fi
+  if [[ -n ${SDK_SUITE_VERBOSE:-} ]]; then sed 's/^/    /' "$logs/$s.log" >&2; fi
+  stop_servers
+done
+exit $failed
