@@ -85,21 +85,23 @@ done
 # Waits (bounded) until file $1 has a line matching $2, then prints that line.
 wait_for_line() {
   local deadline=$((SECONDS + 20))
-  until grep -m1 -E "$2" "$1"; do
+  until grep -m1 -E "$2" "$1" 2>/dev/null; do
     ((SECONDS < deadline)) || { cat "$1" >&2; echo "sdk suite: no '$2' in $1" >&2; exit 1; }
     sleep 0.05
   done
 }
 
-start_servers() {
-  RUST_LOG=warn,pollgate_sim=info $bin/pollgate-sim --listen 127.0.0.1:0 >"$logs/sim.log" 2>&1 &
+start_servers() { # suite -> SIM_URL, POLLGATE_URL, POLLGATE_ADMIN_URL
+  # Fresh log files, so that the addresses read are this run's (never the last suite's).
+  local sim_log=$logs/$1.sim.log pg_log=$logs/$1.pollgate.log started
+  rm -f "$sim_log" "$pg_log"
+  RUST_LOG=warn,pollgate_sim=info $bin/pollgate-sim --listen 127.0.0.1:0 >"$sim_log" 2>&1 &
   pids+=($!)
-  SIM_URL=$(wait_for_line "$logs/sim.log" 'listening on' | grep -oE 'http://127\.0\.0\.1:[0-9]+')
+  SIM_URL=$(wait_for_line "$sim_log" 'listening on' | grep -oE 'http://127\.0\.0\.1:[0-9]+')
   RUST_LOG=warn,pollgate=info $bin/pollgate --config $sdk/pollgate.toml --upstream "$SIM_URL" \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$logs/pollgate.log" 2>&1 &
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$pg_log" 2>&1 &
   pids+=($!)
-  local started
-  started=$(wait_for_line "$logs/pollgate.log" 'pollgate started')
+  started=$(wait_for_line "$pg_log" 'pollgate started')
   POLLGATE_URL=http://$(grep -oE ' listen=[0-9.:]+' <<<"$started" | cut -d= -f2)
   POLLGATE_ADMIN_URL=http://$(grep -oE ' admin=[0-9.:]+' <<<"$started" | cut -d= -f2)
   export SIM_URL POLLGATE_URL POLLGATE_ADMIN_URL
@@ -115,7 +117,7 @@ failed=0
 for s in "${suites[@]}"; do
   env_dir=$(cat "$logs/$s.env")
   gen=${s#*-}
-  start_servers
+  start_servers "$s"
   case $s in
     py-*) run=(env -C $sdk/python "$env_dir/bin/python" "check_$gen.py") ;;
     ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
