@@ -128,6 +128,20 @@ def rate_limit_is_shielded_and_the_call_succeeds_after_the_backoff():
 
 
 @suite.check
+def a_rate_limit_without_retry_after_costs_about_one_second():
+    # pollgate backs off 1 s (± 20 %), about what the SDK would wait on its own (0.375-0.5 s):
+    # a longer default made one such 429 cost a call seconds more through pollgate than direct.
+    sim_control(f"/_sim/fault?status=429&times=1&routes=v1_items&only_token={TOKEN_A}")
+    fetched = upstream("v1_items")
+    started = time.monotonic()
+    via.beta.batch.job_items.list(JOB_A, limit=14)
+    elapsed = time.monotonic() - started
+    expect_equal(upstream("v1_items") - fetched, 2, "upstream requests (the 429, the probe)")
+    assert elapsed < 2.5, f"a 429 without Retry-After cost the call {elapsed:.2f} s"
+    report("429 without Retry-After", f"the call took {elapsed:.2f} s")
+
+
+@suite.check
 def rate_limit_error_once_the_retries_are_spent():
     sim_control(f"/_sim/fault?status=429&retry_after=1&routes=v1_items&only_token={TOKEN_B}")
     client = LlamaCloud(api_key=TOKEN_B, base_url=PG, max_retries=1)

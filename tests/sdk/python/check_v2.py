@@ -19,6 +19,7 @@ from suite import (
 BATCH_A = "bat-a-running"  # RUNNING, 2,500 results
 BATCH_A_DONE = "bat-a-done"
 BATCH_B = "bat-b-running"
+PROJECT_A = "5f3c1a2e-7b4d-4e8a-9c61-0a1b2c3d4e5f"
 RESULTS_IN_BATCH_A = 2500
 # Batches added to tenant A's 27, so that the default page size (100) takes two pages.
 ADDED_BATCHES = 120
@@ -141,6 +142,20 @@ def rate_limit_is_shielded_and_the_call_succeeds_after_the_backoff():
     assert 0.9 <= elapsed < 5, f"the call took {elapsed:.2f} s for a 1 s back-off"
     report("429", f"upstream {upstream('v2_get') - fetched}, "
                   f"answered by the shield {pollgate('batch', 'backed_off') - shielded}")
+
+
+@suite.check
+def a_rate_limit_without_retry_after_costs_about_one_second():
+    # pollgate backs off 1 s (± 20 %), about what the SDK would wait on its own (0.375-0.5 s):
+    # a longer default made one such 429 cost a call seconds more through pollgate than direct.
+    sim_control(f"/_sim/fault?status=429&times=1&routes=v2_get&only_token={TOKEN_A}")
+    fetched = upstream("v2_get")
+    started = time.monotonic()
+    via.batches.get(BATCH_A_DONE, project_id=PROJECT_A)
+    elapsed = time.monotonic() - started
+    expect_equal(upstream("v2_get") - fetched, 2, "upstream requests (the 429, the probe)")
+    assert elapsed < 2.5, f"a 429 without Retry-After cost the call {elapsed:.2f} s"
+    report("429 without Retry-After", f"the call took {elapsed:.2f} s")
 
 
 @suite.check

@@ -102,6 +102,19 @@ async function rateLimitIsShieldedAndTheCallSucceedsAfterTheBackoff() {
     (await s.pollgate('items', 'backed_off')) - shielded}`);
 }
 
+async function aRateLimitWithoutRetryAfterCostsAboutOneSecond() {
+  // pollgate backs off 1 s (± 20 %), about what the SDK would wait on its own (0.375-0.5 s):
+  // a longer default made one such 429 cost a call seconds more through pollgate than direct.
+  await s.simControl(`/_sim/fault?status=429&times=1&routes=v1_items&only_token=${s.TOKEN_A}`);
+  const fetched = await s.upstream('v1_items');
+  const started = Date.now();
+  await via.beta.batch.jobItems.list(JOB_A, { limit: 14 });
+  const elapsed = (Date.now() - started) / 1000;
+  s.expectEqual((await s.upstream('v1_items')) - fetched, 2, 'upstream requests (the 429, the probe)');
+  s.assert(elapsed < 2.5, `a 429 without Retry-After cost the call ${elapsed} s`);
+  s.report('429 without Retry-After', `the call took ${elapsed} s`);
+}
+
 async function rateLimitErrorOnceTheRetriesAreSpent() {
   await s.simControl(`/_sim/fault?status=429&retry_after=1&routes=v1_items&only_token=${s.TOKEN_B}`);
   const client = new LlamaCloud({ apiKey: s.TOKEN_B, baseURL: s.PG, maxRetries: 1 });
@@ -140,6 +153,7 @@ s.run(`typescript ${VERSION} (v1)`, [
   cancelInvalidatesCachedPages,
   outOfRangeLimitsRaise422WithoutRetries,
   rateLimitIsShieldedAndTheCallSucceedsAfterTheBackoff,
+  aRateLimitWithoutRetryAfterCostsAboutOneSecond,
   rateLimitErrorOnceTheRetriesAreSpent,
   fiftyConcurrentPollersCostOneUpstreamRequest,
 ]);

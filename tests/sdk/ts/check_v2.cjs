@@ -11,6 +11,7 @@ const s = require('./suite.cjs');
 const BATCH_A = 'bat-a-running'; // RUNNING, 2,500 results
 const BATCH_A_DONE = 'bat-a-done';
 const BATCH_B = 'bat-b-running';
+const PROJECT_A = '5f3c1a2e-7b4d-4e8a-9c61-0a1b2c3d4e5f';
 const RESULTS_IN_BATCH_A = 2500;
 // Batches added to tenant A's 27, so that the default page size (100) takes two pages.
 const ADDED_BATCHES = 120;
@@ -120,6 +121,19 @@ async function rateLimitIsShieldedAndTheCallSucceedsAfterTheBackoff() {
     (await s.pollgate('batch', 'backed_off')) - shielded}`);
 }
 
+async function aRateLimitWithoutRetryAfterCostsAboutOneSecond() {
+  // pollgate backs off 1 s (± 20 %), about what the SDK would wait on its own (0.375-0.5 s):
+  // a longer default made one such 429 cost a call seconds more through pollgate than direct.
+  await s.simControl(`/_sim/fault?status=429&times=1&routes=v2_get&only_token=${s.TOKEN_A}`);
+  const fetched = await s.upstream('v2_get');
+  const started = Date.now();
+  await via.batches.get(BATCH_A_DONE, { project_id: PROJECT_A });
+  const elapsed = (Date.now() - started) / 1000;
+  s.expectEqual((await s.upstream('v2_get')) - fetched, 2, 'upstream requests (the 429, the probe)');
+  s.assert(elapsed < 2.5, `a 429 without Retry-After cost the call ${elapsed} s`);
+  s.report('429 without Retry-After', `the call took ${elapsed} s`);
+}
+
 async function rateLimitErrorOnceTheRetriesAreSpent() {
   await s.simControl(`/_sim/fault?status=429&retry_after=1&routes=v2_get&only_token=${s.TOKEN_B}`);
   const client = new LlamaCloud({ apiKey: s.TOKEN_B, baseURL: s.PG, maxRetries: 1 });
@@ -157,6 +171,7 @@ addBatches().then(() => s.run(`typescript ${VERSION} (v2)`, [
   cancelInvalidatesCachedPages,
   invalidQueriesRaise422WithoutRetries,
   rateLimitIsShieldedAndTheCallSucceedsAfterTheBackoff,
+  aRateLimitWithoutRetryAfterCostsAboutOneSecond,
   rateLimitErrorOnceTheRetriesAreSpent,
   fiftyConcurrentPollersCostOneUpstreamRequest,
 ]));
