@@ -113,6 +113,9 @@ stop_servers() {
   pids=()
 }
 
+# A bound on one SDK's checks (they take seconds), so a hung SDK fails the run, never stalls it.
+CHECKS_TIMEOUT=180s
+
 failed=0
 for s in "${suites[@]}"; do
   env_dir=$(cat "$logs/$s.env")
@@ -122,14 +125,15 @@ for s in "${suites[@]}"; do
     py-*) run=(env -C $sdk/python "$env_dir/bin/python" "check_$gen.py") ;;
     ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
   esac
-  if line=$("${run[@]}" 2>"$logs/$s.log"); then
+  if line=$(timeout "$CHECKS_TIMEOUT" "${run[@]}" 2>"$logs/$s.log"); then
     echo "$line"
+    [[ -z ${SDK_SUITE_VERBOSE:-} ]] || sed 's/^/    /' "$logs/$s.log" >&2
   else
     failed=1
     echo "${line:-$s: did not finish (0 passed, 1 failed)}"
     sed 's/^/    /' "$logs/$s.log" >&2
+    echo "    (servers' logs: $logs/$s.sim.log, $logs/$s.pollgate.log)" >&2
   fi
-  if [[ -n ${SDK_SUITE_VERBOSE:-} ]]; then sed 's/^/    /' "$logs/$s.log" >&2; fi
   stop_servers
 done
 exit $failed
