@@ -166,9 +166,11 @@ def fifty_concurrent_pollers_cost_one_upstream_request():
     query = {"limit": 17, "offset": 170, "status": "completed"}
 
     def sync_poller(n):
-        # Different read timeouts: different x-stainless-read-timeout headers.
+        # Per-request headers that differ: x-stainless-read-timeout (from the timeout) and
+        # x-stainless-retry-count (what a retry sends).
         client = LlamaCloud(api_key=TOKEN_A, base_url=PG, timeout=30 + n)
-        return dump(client.beta.batch.job_items.list(JOB_A, **query).items)
+        retry = {"x-stainless-retry-count": str(n % 4)}
+        return dump(client.beta.batch.job_items.list(JOB_A, **query, extra_headers=retry).items)
 
     async def async_pollers(n):
         async with AsyncLlamaCloud(api_key=TOKEN_A, base_url=PG) as client:

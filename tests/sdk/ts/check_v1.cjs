@@ -133,9 +133,15 @@ async function rateLimitErrorOnceTheRetriesAreSpent() {
 async function fiftyConcurrentPollersCostOneUpstreamRequest() {
   const fetched = await s.upstream('v1_items');
   const query = { limit: 17, offset: 170, status: 'completed' };
-  // A client each, with different timeouts (and so different per-request headers).
+  // A client each, with per-request headers that differ: X-Stainless-Timeout (from the
+  // timeout) and X-Stainless-Retry-Count (what a retry sends).
   const pages = await Promise.all(Array.from({ length: 50 }, async (_, n) => {
-    const client = new LlamaCloud({ apiKey: s.TOKEN_A, baseURL: s.PG, timeout: 30_000 + n });
+    const client = new LlamaCloud({
+      apiKey: s.TOKEN_A,
+      baseURL: s.PG,
+      timeout: 30_000 + 1000 * n,
+      defaultHeaders: { 'X-Stainless-Retry-Count': String(n % 4) },
+    });
     return JSON.stringify((await client.beta.batch.jobItems.list(JOB_A, query)).items);
   }));
   s.assert(pages.every((p) => p === pages[0]) && JSON.parse(pages[0]).length === 17,
