@@ -18,9 +18,11 @@ mkdir -p "$logs"
 cargo build --workspace --bins --quiet
 bin=target/debug
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+# Every server this run starts is listed here (one file per SDK), so an interrupted run leaves
+# none behind.
+cleanup() { cat "$logs"/*.pids 2>/dev/null | xargs -r kill 2>/dev/null || true; }
 trap cleanup EXIT
+rm -f "$logs"/*.pids
 
 # --- Environments, one per SDK generation, built from the pins on first use.
 
@@ -80,7 +82,8 @@ for s in "${suites[@]}"; do
   fi
 done
 
-# --- A fresh sim and pollgate per SDK (the checks cancel jobs), on ephemeral ports.
+# --- Each SDK against its own sim and pollgate (the checks cancel jobs), on ephemeral ports.
+# The four run side by side: most of their time is spent waiting out back-offs.
 
 # Waits (bounded) until file $1 has a line matching $2, then prints that line.
 wait_for_line() {
@@ -92,48 +95,55 @@ wait_for_line() {
 }
 
 start_servers() { # suite -> SIM_URL, POLLGATE_URL, POLLGATE_ADMIN_URL
-  # Fresh log files, so that the addresses read are this run's (never the last suite's).
   local sim_log=$logs/$1.sim.log pg_log=$logs/$1.pollgate.log started
-  rm -f "$sim_log" "$pg_log"
   RUST_LOG=warn,pollgate_sim=info $bin/pollgate-sim --listen 127.0.0.1:0 >"$sim_log" 2>&1 &
-  pids+=($!)
+  echo $! >>"$logs/$1.pids"
   SIM_URL=$(wait_for_line "$sim_log" 'listening on' | grep -oE 'http://127\.0\.0\.1:[0-9]+')
   RUST_LOG=warn,pollgate=info $bin/pollgate --config $sdk/pollgate.toml --upstream "$SIM_URL" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$pg_log" 2>&1 &
-  pids+=($!)
+  echo $! >>"$logs/$1.pids"
   started=$(wait_for_line "$pg_log" 'pollgate started')
   POLLGATE_URL=http://$(grep -oE ' listen=[0-9.:]+' <<<"$started" | cut -d= -f2)
   POLLGATE_ADMIN_URL=http://$(grep -oE ' admin=[0-9.:]+' <<<"$started" | cut -d= -f2)
   export SIM_URL POLLGATE_URL POLLGATE_ADMIN_URL
 }
 
-stop_servers() {
-  cleanup
-  wait "${pids[@]}" 2>/dev/null || true
-  pids=()
-}
-
 # A bound on one SDK's checks (they take seconds), so a hung SDK fails the run, never stalls it.
 CHECKS_TIMEOUT=180s
 
-failed=0
-for s in "${suites[@]}"; do
+run_suite() { # suite -> its summary line on stdout, the checks' stderr in $logs/$1.log
+  local s=$1 env_dir gen=${1#*-} run
   env_dir=$(cat "$logs/$s.env")
-  gen=${s#*-}
+  # Fresh log files, so that the addresses read are this run's (never the last run's).
+  rm -f "$logs/$s".{sim.log,pollgate.log,log}
   start_servers "$s"
   case $s in
     py-*) run=(env -C $sdk/python "$env_dir/bin/python" "check_$gen.py") ;;
     ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
   esac
-  if line=$(timeout "$CHECKS_TIMEOUT" "${run[@]}" 2>"$logs/$s.log"); then
-    echo "$line"
-    [[ -z ${SDK_SUITE_VERBOSE:-} ]] || sed 's/^/    /' "$logs/$s.log" >&2
-  else
+  local line status=0
+  line=$(timeout "$CHECKS_TIMEOUT" "${run[@]}" 2>"$logs/$s.log") || status=$?
+  echo "${line:-$s: did not finish (0 passed, 1 failed)}"
+  xargs -r kill <"$logs/$s.pids" 2>/dev/null || true
+  return $status
+}
+
+declare -A runs
+for s in "${suites[@]}"; do
+  run_suite "$s" >"$logs/$s.line" 2>"$logs/$s.err" &
+  runs[$s]=$!
+done
+failed=0
+for s in "${suites[@]}"; do
+  status=0
+  wait "${runs[$s]}" || status=$?
+  if [[ -s $logs/$s.line ]]; then cat "$logs/$s.line"; else echo "$s: did not start (0 passed, 1 failed)"; fi
+  if ((status)); then
     failed=1
-    echo "${line:-$s: did not finish (0 passed, 1 failed)}"
-    sed 's/^/    /' "$logs/$s.log" >&2
+    sed 's/^/    /' "$logs/$s.err" "$logs/$s.log" >&2
     echo "    (servers' logs: $logs/$s.sim.log, $logs/$s.pollgate.log)" >&2
+  elif [[ -n ${SDK_SUITE_VERBOSE:-} ]]; then
+    sed 's/^/    /' "$logs/$s.log" >&2
   fi
-  stop_servers
 done
 exit $failed
