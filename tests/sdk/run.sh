@@ -118,7 +118,7 @@ run_suite() { # suite -> its summary line on stdout, the checks' stderr in $logs
   rm -f "$logs/$s".{sim.log,pollgate.log,log}
   start_servers "$s"
   case $s in
-    py-*) run=(env -C $sdk/python "$env_dir/bin/python" "check_$gen.py") ;;
+    py-*) run=(env -C $sdk/python PYTHONDONTWRITEBYTECODE=1 "$env_dir/bin/python" "check_$gen.py") ;;
     ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
   esac
   local line status=0
