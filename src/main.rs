@@ -44,7 +44,11 @@ fn main() -> ExitCode {
 
 #[tokio::main]
 async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
-    let listener = server::bind(config.server.listen, "server.listen")?;
+    let listener = if config.server.workers > 0 {
+        server::bind_shared(config.server.listen, "server.listen")?
+    } else {
+        server::bind(config.server.listen, "server.listen")?
+    };
     let admin = server::bind(config.admin.listen, "admin.listen")?;
     tracing::info!(
         listen = %listener.local_addr()?,

@@ -264,6 +264,12 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
             )),
         },
         Kind::Int { min, max } => {
+            // Fast path for what pollers send: plain digits, canonical already, in bounds.
+            if let Some(n) = plain_int(value) {
+                if min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m) {
+                    return Ok(Cow::Borrowed(value));
+                }
+            }
             let n = int::parse(value).map_err(|e| err(e.kind(), Cow::Borrowed(e.msg()), None))?;
             if let Some(min) = min.filter(|m| n.cmp_i64(*m) == Ordering::Less) {
                 return Err(err(
@@ -282,6 +288,18 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
             Ok(n.canonical())
         }
     }
+}
+
+/// `value` as an `i64` when it is already in canonical form: 1 to 18 ASCII digits, with
+/// no leading zero (unless it is `0`). Anything else takes pydantic's full lax parse.
+fn plain_int(value: &str) -> Option<i64> {
+    let b = value.as_bytes();
+    if b.is_empty() || b.len() > 18 || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    b.iter().try_fold(0i64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// Why a value is not one of `allowed`: pydantic's error type, message and context.
@@ -522,6 +540,44 @@ mod tests {
                 (Ok(a), Ok(b)) => assert_eq!(a, b, "{q}"),
                 (Err(a), Err(b)) => assert_eq!(a, b, "{q}"),
                 _ => panic!("{q}: fast {fast:?}, general {slow:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_plain_int_fast_path_agrees_with_pydantic() {
+        let samples = [
+            "0",
+            "1",
+            "9",
+            "10",
+            "100",
+            "1000",
+            "1001",
+            "00",
+            "01",
+            "007",
+            "-1",
+            "+5",
+            " 5",
+            "5.0",
+            "1_000",
+            "",
+            "a",
+            "999999999999999999",
+            "1000000000000000000",
+            "12345678901234567890",
+            "1e3",
+            "٣",
+        ];
+        for s in samples {
+            let general = int::parse(s)
+                .ok()
+                .map(|n| (n.canonical().into_owned(), n.saturating_i64()));
+            // Whenever the fast path answers, pydantic agrees on the value and the spelling;
+            // refusing is always safe (the full parse decides).
+            if let Some(n) = plain_int(s) {
+                assert_eq!(general, Some((s.to_owned(), n)), "{s:?}");
             }
         }
     }
