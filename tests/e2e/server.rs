@@ -210,13 +210,17 @@ async fn get_on_new_connection(addr: std::net::SocketAddr, path: &str) -> (u16, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_core_workers_share_one_cache_and_one_fill() {
     let (h, gate) = Harness::start_gated(|c| c.server.workers = 2).await;
-    // Both event loops run, each on its own thread (names as `ps -L` shows them).
-    let workers = std::fs::read_dir("/proc/self/task")
-        .expect("/proc")
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|name| name.starts_with("pg-worker-"))
-        .count();
-    assert_eq!(workers, 2, "server.workers = 2 starts two worker threads");
+    // Both event loops run, each on its own thread (names as `ps -L` shows them). A new
+    // thread names itself once it runs, so wait (bounded) for the names to appear.
+    let workers = || {
+        std::fs::read_dir("/proc/self/task")
+            .expect("/proc")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("pg-worker-"))
+            .count()
+    };
+    wait_until(secs(5), || workers() >= 2).await;
+    assert_eq!(workers(), 2, "server.workers = 2 starts two worker threads");
     // 40 clients on 40 connections (the kernel spreads them over both workers' sockets)
     // ask for one cold page while the upstream is held: one fill answers all of them.
     gate.close();
