@@ -7,7 +7,8 @@
 # ts/*/package-lock.json) under target/sdk-cache, keyed on the pins' hash, and reused while
 # the pins are unchanged. To try a newer release in place of the pinned newest generation:
 #   SDK_VERSION_PY=2.20.0 SDK_VERSION_TS=2.17.0 tests/sdk/run.sh
-# SDK_SUITE_VERBOSE=1 prints each check with its time and the counts the checks measured.
+# SDK_SUITE_VERBOSE=1 prints each check with its time and the counts the checks measured;
+# SDK_SUITES="py-v2 ts-v2" runs only those.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 sdk=tests/sdk
@@ -67,7 +68,7 @@ node_env() { # generation -> the node project's directory
 }
 
 # Built side by side (a cold run is mostly downloads); each one's output kept for failures.
-suites=(py-v1 py-v2 ts-v1 ts-v2)
+read -ra suites <<<"${SDK_SUITES:-py-v1 py-v2 ts-v1 ts-v2}"
 for s in "${suites[@]}"; do
   case $s in
     py-*) python_env "${s#py-}" ;;

@@ -58,6 +58,19 @@ def pollgate(route, result):
     return metric(f'pollgate_requests_total{{route="{route}",result="{result}"}}')
 
 
+ANSWERS = ("miss", "collapsed", "hit", "stale", "backed_off", "relayed", "error")
+
+
+def answers(route):
+    """How pollgate has answered `route` so far, by result (for failure messages)."""
+    return {result: pollgate(route, result) for result in ANSWERS}
+
+
+def answers_since(route, before):
+    now = answers(route)
+    return ", ".join(f"{r} {now[r] - before[r]}" for r in ANSWERS if now[r] != before[r])
+
+
 def report(what, counts):
     """Counts worth quoting (429, pollers); on stderr, so stdout keeps its one summary line."""
     print(f"  {what}: {counts}", file=sys.stderr)

@@ -150,6 +150,7 @@ async function rateLimitErrorOnceTheRetriesAreSpent() {
 
 async function fiftyConcurrentPollersCostOneUpstreamRequest() {
   const fetched = await s.upstream('v2_list');
+  const answered = await s.answers('batches');
   const query = { page_size: 13, status: 'RUNNING' };
   // A client each, with per-request headers that differ: X-Stainless-Timeout (from the
   // timeout) and X-Stainless-Retry-Count (what a retry sends).
@@ -165,7 +166,8 @@ async function fiftyConcurrentPollersCostOneUpstreamRequest() {
   s.assert(pages.every((p) => p === pages[0]) && JSON.parse(pages[0]).length === 13,
     'one page for all');
   const upstreamRequests = (await s.upstream('v2_list')) - fetched;
-  s.expectEqual(upstreamRequests, 1, 'upstream requests for 50 pollers');
+  s.expectEqual(upstreamRequests, 1,
+    `upstream requests for 50 pollers (pollgate answered ${await s.answersSince('batches', answered)})`);
   s.report('50 pollers', `upstream ${upstreamRequests}`);
 }
 

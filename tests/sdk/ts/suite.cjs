@@ -40,6 +40,20 @@ async function metric(series) {
 const pollgate = (route, result) =>
   metric(`pollgate_requests_total{route="${route}",result="${result}"}`);
 
+const ANSWERS = ['miss', 'collapsed', 'hit', 'stale', 'backed_off', 'relayed', 'error'];
+
+/** How pollgate has answered `route` so far, by result (for failure messages). */
+async function answers(route) {
+  const out = {};
+  for (const result of ANSWERS) out[result] = await pollgate(route, result);
+  return out;
+}
+
+async function answersSince(route, before) {
+  const now = await answers(route);
+  return ANSWERS.filter((r) => now[r] !== before[r]).map((r) => `${r} ${now[r] - before[r]}`).join(', ');
+}
+
 async function waitUntil(what, condition) {
   const deadline = Date.now() + WAIT_LIMIT_MS;
   while (!(await condition())) {
@@ -104,6 +118,7 @@ async function run(label, checks) {
 }
 
 module.exports = {
-  PG, SIM, ADMIN, TOKEN_A, TOKEN_B, simControl, upstream, metric, pollgate, waitUntil, collect,
+  PG, SIM, ADMIN, TOKEN_A, TOKEN_B, simControl, upstream, metric, pollgate, answers, answersSince,
+  waitUntil, collect,
   expectEqual, expectError, assert, report, run,
 };
