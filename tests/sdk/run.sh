@@ -57,7 +57,8 @@ node_env() { # generation -> the node project's directory
     rm -rf "$dir" && mkdir -p "$dir"
     if [[ $gen == v2 && -n ${SDK_VERSION_TS:-} ]]; then
       echo '{"private": true}' >"$dir/package.json"
-      (cd "$dir" && npm install --silent --no-audit --no-fund "@llamaindex/llama-cloud@$SDK_VERSION_TS")
+      (cd "$dir" &&
+        npm install --silent --no-audit --no-fund "@llamaindex/llama-cloud@$SDK_VERSION_TS")
     else
       cp "$pins/package.json" "$pins/package-lock.json" "$dir/"
       (cd "$dir" && npm ci --silent --no-audit --no-fund)
@@ -119,7 +120,8 @@ run_suite() { # suite -> its summary line on stdout, the checks' stderr in $logs
   rm -f "$logs/$s".{sim.log,pollgate.log,log}
   start_servers "$s"
   case $s in
-    py-*) run=(env -C $sdk/python PYTHONDONTWRITEBYTECODE=1 "$env_dir/bin/python" "check_$gen.py") ;;
+    py-*) run=(env -C $sdk/python PYTHONDONTWRITEBYTECODE=1
+                   "$env_dir/bin/python" "check_$gen.py") ;;
     ts-*) run=(env NODE_PATH="$env_dir/node_modules" node "$sdk/ts/check_$gen.cjs") ;;
   esac
   local line status=0
@@ -138,7 +140,11 @@ failed=0
 for s in "${suites[@]}"; do
   status=0
   wait "${runs[$s]}" || status=$?
-  if [[ -s $logs/$s.line ]]; then cat "$logs/$s.line"; else echo "$s: did not start (0 passed, 1 failed)"; fi
+  if [[ -s $logs/$s.line ]]; then
+    cat "$logs/$s.line"
+  else
+    echo "$s: did not start (0 passed, 1 failed)"
+  fi
   if ((status)); then
     failed=1
     sed 's/^/    /' "$logs/$s.err" "$logs/$s.log" >&2

@@ -106,7 +106,8 @@ def out_of_range_limits_raise_422_without_retries():
 
 @suite.check
 def rate_limit_is_shielded_and_the_call_succeeds_after_the_backoff():
-    sim_control(f"/_sim/fault?status=429&retry_after=1&times=1&routes=v1_items&only_token={TOKEN_A}")
+    sim_control("/_sim/fault?status=429&retry_after=1&times=1&routes=v1_items"
+                f"&only_token={TOKEN_A}")
     fetched, shielded = upstream("v1_items"), pollgate("items", "backed_off")
     backoffs = metric("pollgate_backoffs_started_total")
     with ThreadPoolExecutor(2) as pool:
@@ -184,7 +185,8 @@ def fifty_concurrent_pollers_cost_one_upstream_request():
     expect_equal(len(pages), 50, "pollers")
     assert all(p == pages[0] for p in pages) and len(pages[0]) == 17, "one page for all"
     expect_equal(upstream("v1_items") - fetched, 1,
-                 f"upstream requests for 50 pollers (pollgate answered {answers_since('items', answered)})")
+                 f"upstream requests for 50 pollers "
+                 f"(pollgate answered {answers_since('items', answered)})")
     report("50 pollers", f"upstream {upstream('v1_items') - fetched}")
 
 

@@ -200,7 +200,8 @@ def fifty_concurrent_pollers_cost_one_upstream_request():
     expect_equal(len(pages), 50, "pollers")
     assert all(p == pages[0] for p in pages) and len(pages[0]) == 13, "one page for all"
     expect_equal(upstream("v2_list") - fetched, 1,
-                 f"upstream requests for 50 pollers (pollgate answered {answers_since('batches', answered)})")
+                 f"upstream requests for 50 pollers "
+                 f"(pollgate answered {answers_since('batches', answered)})")
     report("50 pollers", f"upstream {upstream('v2_list') - fetched}")
 
 

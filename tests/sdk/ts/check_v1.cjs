@@ -80,7 +80,8 @@ async function rateLimitIsShieldedAndTheCallSucceedsAfterTheBackoff() {
   await s.simControl(
     `/_sim/fault?status=429&retry_after=1&times=1&routes=v1_items&only_token=${s.TOKEN_A}`,
   );
-  const [fetched, shielded] = [await s.upstream('v1_items'), await s.pollgate('items', 'backed_off')];
+  const fetched = await s.upstream('v1_items');
+  const shielded = await s.pollgate('items', 'backed_off');
   const backoffs = await s.metric('pollgate_backoffs_started_total');
   const started = Date.now();
   const first = via.beta.batch.jobItems.list(JOB_A, { limit: 11 });
@@ -110,13 +111,16 @@ async function aRateLimitWithoutRetryAfterCostsAboutOneSecond() {
   const started = Date.now();
   await via.beta.batch.jobItems.list(JOB_A, { limit: 14 });
   const elapsed = (Date.now() - started) / 1000;
-  s.expectEqual((await s.upstream('v1_items')) - fetched, 2, 'upstream requests (the 429, the probe)');
+  const upstreamRequests = (await s.upstream('v1_items')) - fetched;
+  s.expectEqual(upstreamRequests, 2, 'upstream requests (the 429, the probe)');
   s.assert(elapsed < 2.5, `a 429 without Retry-After cost the call ${elapsed} s`);
   s.report('429 without Retry-After', `the call took ${elapsed} s`);
 }
 
 async function rateLimitErrorOnceTheRetriesAreSpent() {
-  await s.simControl(`/_sim/fault?status=429&retry_after=1&routes=v1_items&only_token=${s.TOKEN_B}`);
+  await s.simControl(
+    `/_sim/fault?status=429&retry_after=1&routes=v1_items&only_token=${s.TOKEN_B}`,
+  );
   const client = new LlamaCloud({ apiKey: s.TOKEN_B, baseURL: s.PG, maxRetries: 1 });
   const fetched = await s.upstream('v1_items');
   const started = Date.now();
@@ -149,7 +153,8 @@ async function fiftyConcurrentPollersCostOneUpstreamRequest() {
     'one page for all');
   const upstreamRequests = (await s.upstream('v1_items')) - fetched;
   s.expectEqual(upstreamRequests, 1,
-    `upstream requests for 50 pollers (pollgate answered ${await s.answersSince('items', answered)})`);
+    `upstream requests for 50 pollers (pollgate answered ${
+      await s.answersSince('items', answered)})`);
   s.report('50 pollers', `upstream ${upstreamRequests}`);
 }
 

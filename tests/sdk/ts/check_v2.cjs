@@ -129,7 +129,8 @@ async function aRateLimitWithoutRetryAfterCostsAboutOneSecond() {
   const started = Date.now();
   await via.batches.get(BATCH_A_DONE, { project_id: PROJECT_A });
   const elapsed = (Date.now() - started) / 1000;
-  s.expectEqual((await s.upstream('v2_get')) - fetched, 2, 'upstream requests (the 429, the probe)');
+  const upstreamRequests = (await s.upstream('v2_get')) - fetched;
+  s.expectEqual(upstreamRequests, 2, 'upstream requests (the 429, the probe)');
   s.assert(elapsed < 2.5, `a 429 without Retry-After cost the call ${elapsed} s`);
   s.report('429 without Retry-After', `the call took ${elapsed} s`);
 }
@@ -167,7 +168,8 @@ async function fiftyConcurrentPollersCostOneUpstreamRequest() {
     'one page for all');
   const upstreamRequests = (await s.upstream('v2_list')) - fetched;
   s.expectEqual(upstreamRequests, 1,
-    `upstream requests for 50 pollers (pollgate answered ${await s.answersSince('batches', answered)})`);
+    `upstream requests for 50 pollers (pollgate answered ${
+      await s.answersSince('batches', answered)})`);
   s.report('50 pollers', `upstream ${upstreamRequests}`);
 }
 

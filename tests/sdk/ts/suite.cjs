@@ -51,7 +51,9 @@ async function answers(route) {
 
 async function answersSince(route, before) {
   const now = await answers(route);
-  return ANSWERS.filter((r) => now[r] !== before[r]).map((r) => `${r} ${now[r] - before[r]}`).join(', ');
+  return ANSWERS.filter((r) => now[r] !== before[r])
+    .map((r) => `${r} ${now[r] - before[r]}`)
+    .join(', ');
 }
 
 async function waitUntil(what, condition) {
