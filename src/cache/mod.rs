@@ -202,12 +202,23 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = FlightResult> + Send + 'static,
     {
+        // A fill stores in L1 before it leaves the flights: a fresh L1 page is one that landed.
+        let landed = || {
+            self.memory.get(key).filter(|e| {
+                matches!(
+                    self.policy.judge(e, tokio::time::Instant::now()),
+                    Freshness::Fresh(_)
+                )
+            })
+        };
         match &self.shared {
-            None => self.flights.join_or_start(key, max_waiters, fetch),
+            None => self.flights.join_or_start(key, max_waiters, landed, fetch),
             Some(shared) => {
                 let (shared, owned) = (shared.clone(), key.clone());
                 self.flights
-                    .join_or_start(key, max_waiters, move || shared.fill(owned, fetch()))
+                    .join_or_start(key, max_waiters, landed, move || {
+                        shared.fill(owned, fetch())
+                    })
             }
         }
     }

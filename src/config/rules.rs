@@ -355,7 +355,7 @@ mod tests {
                 c.cache.terminal_ttl = c.cache.ttl / 2
             }),
             ("backoff.max_retry_after", |c| {
-                c.backoff.max_retry_after = Duration::from_secs(1)
+                c.backoff.max_retry_after = c.backoff.default_retry_after / 2
             }),
             ("upstream.extra_ca_file", |c| {
                 c.upstream.extra_ca_file = Some("/nonexistent/ca.pem".into())

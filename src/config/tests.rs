@@ -505,7 +505,7 @@ fn every_unparsable_value_is_reported_at_once() {
 
 #[test]
 fn every_broken_rule_is_reported_at_once_with_its_source() {
-    let file = TempFile::new("[cache]\nmax_waiters = 0\n[backoff]\nmax_retry_after = \"1s\"\n");
+    let file = TempFile::new("[cache]\nmax_waiters = 0\n[backoff]\nmax_retry_after = \"500ms\"\n");
     let s = sources(
         Some(&file),
         &[("POLLGATE_TTL", "0s")],

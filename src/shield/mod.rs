@@ -334,11 +334,12 @@ mod tests {
         FingerprintKey::random().credential(&h).expect("credential")
     }
 
+    /// The shipped default back-off (1 s), under a 60 s cap.
     fn shield() -> Arc<Shield> {
         Arc::new(Shield::new(
             BackoffConfig {
-                default_retry_after: Duration::from_secs(5),
                 max_retry_after: Duration::from_secs(60),
+                ..crate::config::Config::default().backoff
             },
             Some(2.0),
         ))
@@ -393,7 +394,7 @@ mod tests {
         let first = s
             .record(&b, StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new())
             .expect("backoff");
-        assert!(first >= Duration::from_secs(4) && first <= Duration::from_secs(6));
+        assert!(first >= Duration::from_millis(800) && first <= Duration::from_millis(1200));
         // A 503 without Retry-After is an error, not a rate limit.
         assert_eq!(
             s.record(&a, StatusCode::SERVICE_UNAVAILABLE, &HeaderMap::new()),
@@ -455,8 +456,12 @@ mod tests {
         let s = shield();
         let a = cred("Bearer a");
         let none = HeaderMap::new();
-        // Default 5 s, doubled per strike, ±20 %; the cap (60 s) is reached at the 5th.
-        for (strike, base) in [5.0, 10.0, 20.0, 40.0].into_iter().enumerate() {
+        // Default 1 s, doubled per strike, ±20 %; the cap (60 s) may cut the 7th (64 s ± 20 %)
+        // and always cuts the 8th.
+        for (strike, base) in [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
+            .into_iter()
+            .enumerate()
+        {
             let left = s
                 .record(&a, StatusCode::TOO_MANY_REQUESTS, &none)
                 .expect("backoff")

@@ -295,3 +295,58 @@ async fn concurrency_bound_holds_under_500_distinct_keys() {
     assert!(peak <= 8, "upstream saw {peak} in flight, bound is 8");
     assert!(peak > 1, "requests ran concurrently (peak {peak})");
 }
+
+/// The time left that pollgate's own 429 announces, in milliseconds.
+fn left_ms(r: &TestResponse) -> u64 {
+    r.header("retry-after-ms")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("retry-after-ms in {:?}", r.headers))
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_backs_off_1s_then_doubles() {
+    // The shipped default: an SDK pays about what it would pay direct (its own 0.5 s × 2ⁿ).
+    let h = Harness::start(|_| {}).await;
+    h.sim.set_fault(Some(FaultRule {
+        fault: Fault::Status {
+            status: 429,
+            retry_after: None,
+            retry_after_ms: None,
+        },
+        remaining: Some(2),
+        only_token: Some(TOKEN_A.into()),
+        only_item_lists: true,
+    }));
+    let first = h.get(&items_path(JOB_A, "limit=70"), Some(TOKEN_A)).await;
+    assert_eq!(first.status, 429, "{}", first.text());
+    let during = h.get(&items_path(JOB_A, "limit=71"), Some(TOKEN_A)).await;
+    assert_eq!(during.status, 429);
+    let left = left_ms(&during);
+    assert!(
+        (1..=1200).contains(&left),
+        "first back-off 1 s ± 20 %: {left} ms"
+    );
+
+    // Poll (costing the upstream nothing) until the back-off ends and the probe, refused
+    // again, starts the second back-off.
+    assert!(
+        wait_for(secs(5), || async {
+            h.get(&items_path(JOB_A, "limit=72"), Some(TOKEN_A)).await;
+            item_requests_of(&h.sim, TOKEN_A) == 2
+        })
+        .await,
+        "the probe after the first back-off"
+    );
+    let again = h.get(&items_path(JOB_A, "limit=73"), Some(TOKEN_A)).await;
+    assert_eq!(again.status, 429);
+    let left = left_ms(&again);
+    assert!(
+        (1000..=2400).contains(&left),
+        "the second back-off doubles to 2 s ± 20 %: {left} ms"
+    );
+    assert_eq!(
+        item_requests_of(&h.sim, TOKEN_A),
+        2,
+        "nothing else went upstream"
+    );
+}
