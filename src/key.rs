@@ -290,7 +290,7 @@ pub struct CacheKey {
     /// request. A clone (the miss path's copy for storing) is exact-size anyway.
     text: String,
     /// Where the canonical query lies in `text`.
-    query: (u32, u32),
+    query: KeyQuery,
 }
 
 impl Clone for CacheKey {
@@ -299,6 +299,17 @@ impl Clone for CacheKey {
             text: self.text.as_str().to_owned(),
             query: self.query,
         }
+    }
+}
+
+/// Where a key's canonical query lies in its text (byte offsets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyQuery(u32, u32);
+
+/// A key is found by its text: the hit path looks one up without owning it.
+impl std::borrow::Borrow<str> for CacheKey {
+    fn borrow(&self) -> &str {
+        &self.text
     }
 }
 
@@ -350,15 +361,30 @@ impl CacheKey {
     ) -> Result<CacheKey, E> {
         // Room for the documented defaults the canonical query adds, and a vary header or two.
         let mut text = String::with_capacity(35 + route.len() + id.len() + query_hint + 48);
+        let query = Self::write(&mut text, credential, route, id, vary, headers, write_query)?;
+        Ok(CacheKey { text, query })
+    }
+
+    /// [`CacheKey::build`]'s text, appended to `text` (a reused buffer: a hit looks its key up
+    /// as a `&str` and never owns one); where the canonical query lies in it.
+    pub fn write<E>(
+        text: &mut String,
+        credential: &Credential,
+        route: &str,
+        id: &str,
+        vary: &[HeaderName],
+        headers: &HeaderMap,
+        write_query: impl FnOnce(&mut String) -> Result<(), E>,
+    ) -> Result<KeyQuery, E> {
         // '\n' cannot occur in a path, an encoded query or a header value: an unambiguous separator.
-        credential.push_hex(&mut text);
+        credential.push_hex(text);
         text.push('\n');
         text.push_str(route);
         text.push('\n');
         text.push_str(id);
         text.push('\n');
         let start = text.len();
-        write_query(&mut text)?;
+        write_query(text)?;
         let end = text.len();
         for name in vary {
             text.push('\n');
@@ -369,10 +395,15 @@ impl CacheKey {
         }
         // Keys are bounded by the request head (`server.max_header_bytes`), far below 4 GiB.
         let offset = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Ok(CacheKey {
-            text,
-            query: (offset(start), offset(end)),
-        })
+        Ok(KeyQuery(offset(start), offset(end)))
+    }
+
+    /// The key [`CacheKey::write`] wrote into `text`, owned.
+    pub fn from_written(text: &str, query: KeyQuery) -> CacheKey {
+        CacheKey {
+            text: text.to_owned(),
+            query,
+        }
     }
 
     pub fn as_str(&self) -> &str {

@@ -72,7 +72,8 @@ impl Memory {
         }
     }
 
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// The entry stored under a key's text ([`CacheKey::as_str`]).
+    pub fn get(&self, key: &str) -> Option<Arc<Entry>> {
         self.cache.get(key).map(|s| s.entry)
     }
 

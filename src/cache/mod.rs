@@ -105,11 +105,12 @@ impl Cache {
     /// L1 entry costs no Redis call; otherwise the fleet's copy is read, and
     /// kept in L1 when it is newer than ours.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        self.get_after(key, self.get_local(key)).await
+        self.get_after(key, self.get_local(key.as_str())).await
     }
 
-    /// The first, synchronous half of [`Cache::get`]: this gateway's memory (L1) only.
-    pub fn get_local(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+    /// The first, synchronous half of [`Cache::get`]: this gateway's memory (L1) only, by
+    /// the key's text (the hit path never owns a [`CacheKey`]).
+    pub fn get_local(&self, key: &str) -> Option<Arc<Entry>> {
         self.memory.get(key)
     }
 
@@ -204,7 +205,7 @@ impl Cache {
     {
         // A fill stores in L1 before it leaves the flights: a fresh L1 page is one that landed.
         let landed = || {
-            self.memory.get(key).filter(|e| {
+            self.memory.get(key.as_str()).filter(|e| {
                 matches!(
                     self.policy.judge(e, tokio::time::Instant::now()),
                     Freshness::Fresh(_)

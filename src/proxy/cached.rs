@@ -8,6 +8,7 @@
 //! the one fill of its key. Back-off and budget are checked before any fill
 //! starts; every fallback prefers a usable stale copy to an error.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,40 +87,54 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             Ok(_) => Err(Rest::Anonymous),
         };
     };
-    // The canonical query is written straight into the key: one allocation per request.
-    let key = CacheKey::build(
-        &credential,
-        matched.route.name,
-        matched.id.unwrap_or(""),
-        raw_query.map_or(0, str::len),
-        &state.config.cache.vary_headers,
-        &parts.headers,
-        |out| canonicalize_into(matched.route.params, raw_query, out),
-    );
-    let key = match key {
-        Ok(key) => key,
-        Err(rejection) => return Ok(rejected(rejection)),
-    };
-    if long_poll(&parts.headers).is_some() {
-        return Err(Rest::Keyed {
+    // The key is written into this thread's buffer and looked up as text: a hit allocates
+    // no key. Only what goes on (a miss, a stale copy, a long-poll) takes an owned copy.
+    KEY.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        buf.clear();
+        let query = CacheKey::write(
+            &mut buf,
+            &credential,
+            matched.route.name,
+            matched.id.unwrap_or(""),
+            &state.config.cache.vary_headers,
+            &parts.headers,
+            |out| canonicalize_into(matched.route.params, raw_query, out),
+        );
+        let query = match query {
+            Ok(query) => query,
+            Err(rejection) => return Ok(rejected(rejection)),
+        };
+        let local = if long_poll(&parts.headers).is_some() {
+            None
+        } else {
+            state.cache.get_local(&buf)
+        };
+        if let Some(entry) = &local {
+            let now = Instant::now();
+            if let Freshness::Fresh(left) = state.cache.policy().judge(entry, now) {
+                return Ok(hit(parts, entry, Outcome::Hit { left }, now));
+            }
+        }
+        let key = CacheKey::from_written(&buf, query);
+        if buf.capacity() > KEY_BUFFER_KEEP {
+            // One huge query must not pin its buffer for the thread's life.
+            *buf = String::new();
+        }
+        Err(Rest::Keyed {
             key,
             credential,
-            local: None,
-        });
-    }
-    let local = state.cache.get_local(&key);
-    if let Some(entry) = &local {
-        let now = Instant::now();
-        if let Freshness::Fresh(left) = state.cache.policy().judge(entry, now) {
-            let request = CachedRequest::new(state, parts, matched, key, credential);
-            return Ok(request.cached(entry, Outcome::Hit { left }, now));
-        }
-    }
-    Err(Rest::Keyed {
-        key,
-        credential,
-        local,
+            local,
+        })
     })
+}
+
+/// The largest key buffer a thread keeps between requests.
+const KEY_BUFFER_KEEP: usize = 4096;
+
+thread_local! {
+    /// The key of the request this thread is looking up.
+    static KEY: RefCell<String> = const { RefCell::new(String::new()) };
 }
 
 /// The rest of a request [`first_look`] could not answer.
@@ -149,6 +164,33 @@ pub async fn rest(
         Some((etag, wait)) => Box::pin(request.long_poll(etag.clone(), wait)).await,
         None => request.serve(local).await,
     }
+}
+
+/// A response carrying a cached entry (or a 304 for it), with `Age`.
+fn hit(parts: &Parts, entry: &Entry, outcome: Outcome, now: Instant) -> Answer {
+    let not_modified = not_modified(parts.headers.get(header::IF_NONE_MATCH), entry);
+    let outcome = match outcome {
+        Outcome::Hit { left } if not_modified => Outcome::NotModified { left },
+        other => other,
+    };
+    let res = respond::from_entry(
+        entry,
+        &outcome,
+        Some(entry.age(now)),
+        not_modified,
+        gzip_ok(parts, entry),
+    );
+    (res, outcome)
+}
+
+/// Serve the entry's gzip representation? Only parsed when the entry has one.
+fn gzip_ok(parts: &Parts, entry: &Entry) -> bool {
+    entry.gzip.is_some() && respond::accepts_gzip(&parts.headers)
+}
+
+/// Does the client's `If-None-Match` name this entry (a 304)?
+fn not_modified(if_none_match: Option<&HeaderValue>, entry: &Entry) -> bool {
+    entry.status == StatusCode::OK && if_none_match.is_some_and(|inm| entry.matches(inm))
 }
 
 /// A long-poll's `If-None-Match` and `Prefer: wait`; `Prefer` is only looked at when
@@ -204,28 +246,16 @@ impl<'a> CachedRequest<'a> {
 
     /// Serve the entry's gzip representation? Only parsed when the entry has one.
     fn gzip_ok(&self, entry: &Entry) -> bool {
-        entry.gzip.is_some() && respond::accepts_gzip(&self.parts.headers)
+        gzip_ok(self.parts, entry)
     }
 
     fn not_modified(&self, entry: &Entry) -> bool {
-        entry.status == StatusCode::OK && self.if_none_match.is_some_and(|inm| entry.matches(inm))
+        not_modified(self.if_none_match, entry)
     }
 
     /// A response carrying a cached entry (or a 304 for it), with `Age`.
     fn cached(&self, entry: &Entry, outcome: Outcome, now: Instant) -> Answer {
-        let not_modified = self.not_modified(entry);
-        let outcome = match outcome {
-            Outcome::Hit { left } if not_modified => Outcome::NotModified { left },
-            other => other,
-        };
-        let res = respond::from_entry(
-            entry,
-            &outcome,
-            Some(entry.age(now)),
-            not_modified,
-            self.gzip_ok(entry),
-        );
-        (res, outcome)
+        hit(self.parts, entry, outcome, now)
     }
 
     fn stale(&self, entry: &Entry, why: StaleWhy, now: Instant) -> Answer {
