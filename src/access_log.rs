@@ -98,6 +98,8 @@ thread_local! {
     static LOCAL: RefCell<Option<(usize, Pending)>> = const { RefCell::new(None) };
     /// The timestamp text of the current second (`2026-11-30T10:28:30.`), made once a second.
     static SECOND: RefCell<(u64, [u8; 20])> = const { RefCell::new((u64::MAX, [0; 20])) };
+    /// The last IPv4 peer this thread logged, and its text.
+    static PEER: RefCell<(Option<std::net::Ipv4Addr>, Vec<u8>)> = const { RefCell::new((None, Vec::new())) };
 }
 
 impl AccessLog {
@@ -314,14 +316,22 @@ fn write_json(buf: &mut Vec<u8>, line: &Line<'_>, now: SystemTime) {
 
 fn write_peer(buf: &mut Vec<u8>, peer: Option<SocketAddr>) {
     match peer {
-        Some(SocketAddr::V4(v4)) => {
-            for (i, &octet) in v4.ip().octets().iter().enumerate() {
-                if i > 0 {
-                    buf.push(b'.');
+        // A thread serves the same few clients over and over: their text is kept.
+        Some(SocketAddr::V4(v4)) => PEER.with(|last| {
+            let mut last = last.borrow_mut();
+            let ip = *v4.ip();
+            if last.0 != Some(ip) {
+                last.1.clear();
+                for (i, &octet) in ip.octets().iter().enumerate() {
+                    if i > 0 {
+                        last.1.push(b'.');
+                    }
+                    write_octet(&mut last.1, octet);
                 }
-                write_octet(buf, octet);
+                last.0 = Some(ip);
             }
-        }
+            buf.extend_from_slice(&last.1);
+        }),
         // An IPv6 address has no byte that needs escaping; `write!` into a Vec cannot fail.
         Some(SocketAddr::V6(v6)) => {
             let _ = write!(buf, "{}", v6.ip());
@@ -514,6 +524,13 @@ mod tests {
             out.push(b' ');
         }
         assert_eq!(out, b"0 9 10 99 100 255 ");
+        let mut out = Vec::new();
+        for peer in ["10.0.0.1:1", "10.0.0.1:2", "192.168.100.7:3", "10.0.0.1:4", "[::1]:5"] {
+            write_peer(&mut out, Some(peer.parse().expect("addr")));
+            out.push(b' ');
+        }
+        write_peer(&mut out, None);
+        assert_eq!(out, b"10.0.0.1 10.0.0.1 192.168.100.7 10.0.0.1 ::1 -");
     }
 
     #[test]

@@ -5,10 +5,11 @@
 //! piece of pollgate's own work on a hit (about 1,200 instructions of a small page's
 //! ~18,000). A dashboard or worker polls one URL over and over, so each thread keeps the
 //! last few answers, keyed on the exact raw bytes. Only valid queries are kept (a 422 is
-//! rebuilt each time, with its full error list), and only short ones, in fixed inline
-//! buffers: a lookup or a replacement never allocates, so a stream of distinct queries
-//! costs two small copies each, not a heap churn. Nothing here can go stale: the route
-//! table is `'static` and the text is compared byte for byte.
+//! rebuilt each time, with its full error list), and only short ones, in slots whose
+//! buffers are reused: a lookup never allocates, and once the slots have grown a
+//! replacement does not either, so a stream of distinct queries costs two small copies
+//! each, not a heap churn. Nothing here can go stale: the route table is `'static` and the
+//! text is compared byte for byte.
 
 use std::cell::RefCell;
 
@@ -21,34 +22,22 @@ const CANON_MAX: usize = 128;
 /// Recent queries kept per thread (replaced round-robin).
 const SLOTS: usize = 16;
 
-#[derive(Clone, Copy)]
+#[derive(Default)]
 struct Slot {
     /// The route's parameter table, by address (each route's is a distinct `'static`).
     params: usize,
-    raw_len: u8,
-    canon_len: u8,
-    raw: [u8; RAW_MAX],
-    canon: [u8; CANON_MAX],
+    raw: String,
+    canon: String,
 }
 
-const EMPTY: Slot = Slot {
-    params: 0,
-    raw_len: 0,
-    canon_len: 0,
-    raw: [0; RAW_MAX],
-    canon: [0; CANON_MAX],
-};
-
+#[derive(Default)]
 struct Memo {
-    slots: [Slot; SLOTS],
-    used: usize,
+    slots: Vec<Slot>,
     next: usize,
 }
 
 thread_local! {
-    static MEMO: RefCell<Memo> = const {
-        RefCell::new(Memo { slots: [EMPTY; SLOTS], used: 0, next: 0 })
-    };
+    static MEMO: RefCell<Memo> = RefCell::new(Memo::default());
 }
 
 fn id(params: &'static [Param]) -> usize {
@@ -63,27 +52,18 @@ pub fn recall(params: &'static [Param], raw: &str, out: &mut String) -> bool {
     let params = id(params);
     MEMO.with(|m| {
         let m = m.borrow();
-        let Some(slot) = m.slots[..m.used].iter().find(|s| {
-            s.params == params && s.raw.get(..usize::from(s.raw_len)) == Some(raw.as_bytes())
-        }) else {
-            return false;
-        };
-        // Stored from a `&str` (whole), so always valid UTF-8; `false` would only recompute.
-        match std::str::from_utf8(&slot.canon[..usize::from(slot.canon_len)]) {
-            Ok(canon) => {
-                out.push_str(canon);
+        match m.slots.iter().find(|s| s.params == params && s.raw == raw) {
+            Some(slot) => {
+                out.push_str(&slot.canon);
                 true
             }
-            Err(_) => false,
+            None => false,
         }
     })
 }
 
 /// Remember that `raw` is valid for `params` and canonicalizes to `canon`.
 pub fn remember(params: &'static [Param], raw: &str, canon: &str) {
-    let (Ok(raw_len), Ok(canon_len)) = (u8::try_from(raw.len()), u8::try_from(canon.len())) else {
-        return;
-    };
     if raw.len() > RAW_MAX || canon.len() > CANON_MAX {
         return;
     }
@@ -91,12 +71,16 @@ pub fn remember(params: &'static [Param], raw: &str, canon: &str) {
         let mut m = m.borrow_mut();
         let i = m.next;
         m.next = (i + 1) % SLOTS;
-        m.used = (m.used + 1).min(SLOTS);
-        let slot = &mut m.slots[i];
+        if m.slots.len() <= i {
+            m.slots.push(Slot::default());
+        }
+        let Some(slot) = m.slots.get_mut(i) else {
+            return;
+        };
         slot.params = id(params);
-        slot.raw_len = raw_len;
-        slot.canon_len = canon_len;
-        slot.raw[..raw.len()].copy_from_slice(raw.as_bytes());
-        slot.canon[..canon.len()].copy_from_slice(canon.as_bytes());
+        slot.raw.clear();
+        slot.raw.push_str(raw);
+        slot.canon.clear();
+        slot.canon.push_str(canon);
     });
 }
