@@ -8,6 +8,9 @@
 #   PROFILE=profiling ANNOTATE=1 benches/load/...  # a profile with line tables, and the top
 #                                                  # functions (callgrind_annotate) per run
 #
+# pollgate runs twice per log setting: with the default runtime (server.workers = 0) and with
+# one event loop (server.workers = 1, the shape of nginx's single worker measured here).
+#
 # Method (the same as ../shared/tools/instr-per-hit.sh): start the server under callgrind, send
 # 50 warm-up hits on one keep-alive connection, zero the counters, send N hits (default 3000) of
 # the small page (limit=10, 3.7 KB; `PAGE` overrides the path), dump; Ir of the dump / N.
@@ -60,14 +63,19 @@ run_one() {
 }
 
 for log in false true; do
-  printf '[log]\naccess_log = %s\naccess_log_path = "%s"\n' $log "$work/pg-access-$log.log" >"$work/pg-$log.toml"
-  run_one "pollgate_log_$log" 18203 http://127.0.0.1:18293/healthz \
-    "$PG" serve --config "$work/pg-$log.toml" --listen 127.0.0.1:18203 --admin-listen 127.0.0.1:18293 \
-    --upstream http://127.0.0.1:18201 --ttl 3600s
-  if [ $log = true ]; then
-    lines=$(wc -l <"$work/pg-access-$log.log" 2>/dev/null || echo 0)
-    echo "  (pollgate wrote $lines access lines)"
-  fi
+  # server.workers: 0 (the default, one work-stealing runtime) and 1 (one event loop, like
+  # nginx's one worker); WORKERS="0" measures the default only.
+  for w in ${WORKERS:-0 1}; do
+    printf '[server]\nworkers = %s\n[log]\naccess_log = %s\naccess_log_path = "%s"\n' \
+      "$w" $log "$work/pg-access-$log-$w.log" >"$work/pg-$log-$w.toml"
+    run_one "pollgate_w${w}_log_$log" 18203 http://127.0.0.1:18293/healthz \
+      "$PG" serve --config "$work/pg-$log-$w.toml" --listen 127.0.0.1:18203 --admin-listen 127.0.0.1:18293 \
+      --upstream http://127.0.0.1:18201 --ttl 3600s
+    if [ $log = true ]; then
+      lines=$(wc -l <"$work/pg-access-$log-$w.log" 2>/dev/null || echo 0)
+      echo "  (pollgate wrote $lines access lines)"
+    fi
+  done
   [ -n "${PG_ONLY:-}" ] && continue
   mkdir -p "$work/ngx-$log/cache" "$work/ngx-$log/tmp"
   if [ $log = true ]; then al="access_log $work/ngx-$log/access.log combined buffer=64k;"; else al="access_log off;"; fi
