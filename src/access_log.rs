@@ -525,7 +525,13 @@ mod tests {
         }
         assert_eq!(out, b"0 9 10 99 100 255 ");
         let mut out = Vec::new();
-        for peer in ["10.0.0.1:1", "10.0.0.1:2", "192.168.100.7:3", "10.0.0.1:4", "[::1]:5"] {
+        for peer in [
+            "10.0.0.1:1",
+            "10.0.0.1:2",
+            "192.168.100.7:3",
+            "10.0.0.1:4",
+            "[::1]:5",
+        ] {
             write_peer(&mut out, Some(peer.parse().expect("addr")));
             out.push(b' ');
         }
