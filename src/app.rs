@@ -1,4 +1,5 @@
-//! The composition root: the gateway on the client listener and the admin API on the admin listener.
+//! The composition root: the gateway on the client listener and the admin API on the admin
+//! listener, each over TLS when configured, and the reloader that changes them live.
 //!
 //! Neither the accept loop ([`crate::server`]) nor the request flow
 //! ([`crate::proxy`]) knows the admin API exists; this module is the one place
@@ -6,42 +7,103 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::admin::Admin;
-use crate::config::Config;
+use crate::admin::{Access, Admin, Control, PurgeTarget, Readiness, ReloadAnswer, SharedAccess};
+use crate::config::{Config, Sources};
 use crate::key::FingerprintKey;
 use crate::proxy::{Gateway, SetupError};
+use crate::reload::Reloader;
 use crate::server::{self, Limits};
 use crate::shutdown::Shutdown;
+use crate::telemetry::LogFilter;
+use crate::tls::{Terminator, TlsError};
 
 /// Connections the admin listener serves at once: probes and a scraper need
 /// a handful, and a flood of admin connections must not cost unbounded memory.
 const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Gateway(#[from] SetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
 
 /// A configured gateway, ready to serve.
 pub struct App {
     gateway: Gateway,
     limits: Limits,
     shutdown: Shutdown,
+    client_tls: Option<Arc<Terminator>>,
+    admin_tls: Option<Arc<Terminator>>,
+    access: SharedAccess,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl App {
     /// Build the gateway for `config`. `fingerprints` keys credential
     /// fingerprints ([`FingerprintKey::for_config`]: the fleet's, or random for one process).
-    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, SetupError> {
+    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, StartError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);
+        let client_tls = config
+            .server
+            .tls
+            .as_ref()
+            .map(|t| Terminator::new("server.tls", t))
+            .transpose()?;
+        let admin_tls = config
+            .admin
+            .tls
+            .as_ref()
+            .map(|t| Terminator::new("admin.tls", t))
+            .transpose()?;
+        let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
         let gateway = Gateway::new(config, fingerprints, shutdown.clone())?;
         Ok(App {
             gateway,
             limits,
             shutdown,
+            client_tls,
+            admin_tls,
+            access,
+            reloader: None,
         })
+    }
+
+    /// Make the app reloadable (SIGHUP, `POST /reload`, TLS file changes) by re-reading
+    /// `sources`, the sources its configuration was loaded from; `log_filter` follows
+    /// `log.filter`. Needs a tokio runtime (it starts watching the TLS files).
+    pub fn reloadable(mut self, sources: Sources, log_filter: Option<LogFilter>) -> App {
+        let tls = self
+            .client_tls
+            .iter()
+            .chain(&self.admin_tls)
+            .cloned()
+            .collect();
+        let reloader = Reloader::new(
+            sources,
+            self.gateway.clone(),
+            tls,
+            self.access.clone(),
+            log_filter,
+        );
+        reloader.watch_certificates();
+        self.reloader = Some(reloader);
+        self
     }
 
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// The reloader, once [`reloadable`](Self::reloadable).
+    pub fn reloader(&self) -> Option<&Arc<Reloader>> {
+        self.reloader.as_ref()
     }
 
     /// Triggering this stops both listeners and drains.
@@ -57,7 +119,11 @@ impl App {
         admin: Option<TcpListener>,
     ) -> std::io::Result<()> {
         let admin_task = admin.map(|listener| {
-            let api = Admin::new(Arc::new(self.gateway.clone()));
+            let console = Console {
+                gateway: self.gateway.clone(),
+                reloader: self.reloader.clone(),
+            };
+            let api = Admin::new(Arc::new(console), self.access.clone());
             let limits = Limits {
                 max_connections: ADMIN_MAX_CONNECTIONS.min(self.limits.max_connections),
                 ..self.limits
@@ -65,6 +131,7 @@ impl App {
             tokio::spawn(server::serve(
                 listener,
                 limits,
+                self.admin_tls.clone(),
                 self.shutdown.clone(),
                 move |req, _conn| {
                     let api = api.clone();
@@ -76,6 +143,7 @@ impl App {
         let result = server::serve(
             client,
             self.limits,
+            self.client_tls.clone(),
             self.shutdown.clone(),
             move |req, conn| {
                 let gateway = gateway.clone();
@@ -94,5 +162,32 @@ impl App {
         // Joins the writer thread: off the async workers.
         let _ = tokio::task::spawn_blocking(move || gateway.close_access_log()).await;
         result
+    }
+}
+
+/// What the admin API controls: the gateway, and the reloader when there is one.
+struct Console {
+    gateway: Gateway,
+    reloader: Option<Arc<Reloader>>,
+}
+
+impl Control for Console {
+    async fn purge(&self, target: PurgeTarget<'_>) {
+        self.gateway.purge(target).await;
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.gateway.readiness()
+    }
+
+    async fn metrics_text(&self) -> String {
+        self.gateway.metrics_text().await
+    }
+
+    async fn reload(&self) -> ReloadAnswer {
+        match &self.reloader {
+            Some(r) => r.reload_for_admin().await,
+            None => ReloadAnswer::Unsupported,
+        }
     }
 }

@@ -75,6 +75,15 @@ pub struct Metrics {
     pub purges: Counter,
     pub access_log_dropped: Counter,
     pub fleet: FleetMetrics,
+    reloads: Family<ResultOnly, Counter>,
+    /// Unix time of the last configuration load that took effect (start-up counts).
+    last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    tls_reloads: Family<ResultOnly, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultOnly {
+    result: &'static str,
 }
 
 /// What the shared Redis tier did (all zero without `[fleet]`).
@@ -259,6 +268,9 @@ impl Metrics {
             purges: Counter::default(),
             access_log_dropped: Counter::default(),
             fleet: FleetMetrics::new(),
+            reloads: Family::default(),
+            last_reload_success: Gauge::default(),
+            tls_reloads: Family::default(),
             registry,
         };
         let mut m = m;
@@ -334,7 +346,49 @@ impl Metrics {
             m.access_log_dropped.clone(),
         );
         m.fleet.register(r);
+        r.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or POST /reload) by result: success or failure",
+            m.reloads.clone(),
+        );
+        r.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time the configuration in force was loaded (start-up or last good reload)",
+            m.last_reload_success.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Certificate reloads (signal, file change or config reload) by result",
+            m.tls_reloads.clone(),
+        );
+        for result in ["success", "failure"] {
+            let _ = m.reloads.get_or_create(&ResultOnly { result });
+            let _ = m.tls_reloads.get_or_create(&ResultOnly { result });
+        }
+        m.config_loaded();
         m
+    }
+
+    /// Count a configuration reload.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultOnly { result }).inc();
+        if ok {
+            self.config_loaded();
+        }
+    }
+
+    fn config_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload_success.set(now);
+    }
+
+    /// Count a certificate reload.
+    pub fn tls_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.tls_reloads.get_or_create(&ResultOnly { result }).inc();
     }
 
     /// Count one request of cacheable route number `route` (route-table order) by how

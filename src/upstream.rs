@@ -5,6 +5,7 @@
 //! whole-request timeout, and a global semaphore on requests in flight
 //! (`upstream.max_concurrent`), so a burst of misses cannot stampede the API.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,6 +117,10 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 type HttpsClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
 
 /// A response whose headers arrived, with the concurrency permit it holds.
@@ -133,7 +138,8 @@ pub struct Upstream {
     authority: http::uri::Authority,
     /// Path prefix of the upstream URL, without a trailing slash ("" for none).
     prefix: Arc<str>,
-    request_timeout: Duration,
+    /// `upstream.request_timeout` in nanoseconds; a reload changes it.
+    request_timeout: Arc<AtomicU64>,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
@@ -191,14 +197,20 @@ impl Upstream {
             scheme,
             authority,
             prefix: Arc::from(prefix),
-            request_timeout: config.request_timeout,
+            request_timeout: Arc::new(AtomicU64::new(nanos(config.request_timeout))),
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
             metrics,
         })
     }
 
     pub fn request_timeout(&self) -> Duration {
+        Duration::from_nanos(self.request_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Bound exchanges that start from now on by `timeout`.
+    pub fn set_request_timeout(&self, timeout: Duration) {
         self.request_timeout
+            .store(nanos(timeout), Ordering::Relaxed);
     }
 
     /// The upstream URI for a client path and query (the prefix is prepended).
@@ -230,17 +242,18 @@ impl Upstream {
     /// (up to the response headers; the caller bounds the body it reads).
     pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Sent, UpstreamError> {
         let started = Instant::now();
-        let deadline = started + self.request_timeout;
+        let request_timeout = self.request_timeout();
+        let deadline = started + request_timeout;
         let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| UpstreamError::Saturated(self.request_timeout))?
+            .map_err(|_| UpstreamError::Saturated(request_timeout))?
             .map_err(|_| UpstreamError::Abandoned)?;
         let result = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let elapsed = started.elapsed();
         match result {
             Err(_) => {
                 self.metrics.upstream_result("timeout", elapsed);
-                Err(UpstreamError::Timeout(self.request_timeout))
+                Err(UpstreamError::Timeout(request_timeout))
             }
             Ok(Err(e)) => {
                 self.metrics.upstream_result("error", elapsed);

@@ -177,8 +177,21 @@ max_connections = 5
 header_read_timeout = "11s"
 max_header_bytes = 9000
 shutdown_grace = "31s"
+[server.tls]
+cert_file = {ca}
+key_file = {ca}
+client_ca_file = {ca}
+handshake_timeout = "3s"
 [admin]
 listen = "127.0.0.1:19090"
+token_file = {ca}
+protect_metrics = false
+allow_unauthenticated = true
+[admin.tls]
+cert_file = {ca}
+key_file = {ca}
+client_ca_file = {ca}
+handshake_timeout = "4s"
 [upstream]
 url = "http://127.0.0.1:1/prefix"
 connect_timeout = "6s"
@@ -207,6 +220,7 @@ max_retry_after = "10m"
 format = "json"
 access_log = false
 access_log_path = "/var/log/pollgate/access.log"
+filter = "pollgate=debug,warn"
 [fleet]
 redis_url = "rediss://redis.internal:6380/1"
 secret_file = {ca}

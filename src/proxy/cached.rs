@@ -22,6 +22,7 @@ use super::respond;
 use super::State;
 use crate::body::ResponseBody;
 use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Role};
+use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::key::{CacheKey, Credential};
@@ -88,13 +89,14 @@ async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: C
         let res = Box::pin(passthrough::forward_without_body(state, parts, conn)).await;
         return (respond::with_outcome(res, &outcome), outcome);
     };
+    let config = state.config.load_full();
     // The canonical query is written straight into the key: one allocation per request.
     let key = CacheKey::build(
         &credential,
         matched.route.name,
         matched.id.unwrap_or(""),
         raw_query.map_or(0, str::len),
-        &state.config.cache.vary_headers,
+        &config.cache.vary_headers,
         &parts.headers,
         |out| canonicalize_into(matched.route.params, raw_query, out),
     );
@@ -104,6 +106,7 @@ async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: C
     };
     let request = CachedRequest {
         state,
+        config,
         parts,
         matched,
         key,
@@ -140,6 +143,9 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 
 struct CachedRequest<'a> {
     state: &'a Arc<State>,
+    /// The configuration in force when the request arrived: a reload does not change it
+    /// under a request (freshness excepted: it is judged by the policy in force).
+    config: Arc<Config>,
     parts: &'a Parts,
     matched: Matched<'a>,
     key: CacheKey,
@@ -215,6 +221,7 @@ impl CachedRequest<'_> {
     fn fill(&self) -> Fill {
         Fill::new(
             self.state,
+            &self.config,
             self.key.clone(),
             self.credential,
             self.matched,
@@ -253,7 +260,7 @@ impl CachedRequest<'_> {
     /// Join the key's fill or start one (respecting back-off and budget), and wait for it.
     async fn fetch(&self) -> Result<(FlightOutcome, Role), FetchError> {
         let state = self.state;
-        let cfg = &state.config.cache;
+        let cfg = &self.config.cache;
         let probe = match state.shield.gate(&self.credential).await {
             Gate::Closed(left) => return Err(FetchError::BackedOff(left)),
             Gate::Open => None,
@@ -262,7 +269,7 @@ impl CachedRequest<'_> {
         if !state.cache.is_filling(&self.key) {
             match state
                 .shield
-                .take_budget(&self.credential, state.config.upstream.budget_wait)
+                .take_budget(&self.credential, self.config.upstream.budget_wait)
                 .await
             {
                 Ok(wait) if wait.is_zero() => {}
@@ -352,7 +359,7 @@ impl CachedRequest<'_> {
     async fn long_poll(&self, etag: HeaderValue, wait: Duration) -> Answer {
         let state = self.state;
         let policy = state.cache.policy();
-        let deadline = Instant::now() + wait.min(state.config.cache.long_poll_max_wait);
+        let deadline = Instant::now() + wait.min(self.config.cache.long_poll_max_wait);
         let _held = Held::new(state);
         loop {
             let now = Instant::now();

@@ -17,6 +17,7 @@ mod respond;
 use std::future::Future;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
@@ -24,9 +25,9 @@ use hyper::body::Body;
 use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Line, Sink};
-use crate::admin::{Control, PurgeTarget, Readiness};
+use crate::admin::{PurgeTarget, Readiness};
 use crate::body::{BoxError, ResponseBody};
-use crate::cache::{Cache, Purge};
+use crate::cache::{self, Cache, Purge};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::fleet::{Fleet, FleetError};
@@ -35,7 +36,7 @@ use crate::key::{FingerprintKey, ResourceId, ResourceKind};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::route::{self, Matched};
-use crate::shield::Shield;
+use crate::shield::{self, Shield};
 use crate::shutdown::Shutdown;
 use crate::upstream::{TlsSetupError, Upstream};
 
@@ -52,7 +53,8 @@ pub enum SetupError {
 
 /// Everything a request needs, shared by all connections.
 struct State {
-    config: Config,
+    /// Swapped whole by a reload; a request takes the one in force when it arrives.
+    config: ArcSwap<Config>,
     upstream: Upstream,
     cache: Cache,
     shield: Arc<Shield>,
@@ -125,7 +127,7 @@ impl Gateway {
             shutdown,
             upstream,
             metrics,
-            config,
+            config: ArcSwap::from_pointee(config),
         };
         Ok(Gateway {
             state: Arc::new(state),
@@ -188,6 +190,33 @@ impl Gateway {
         response
     }
 
+    /// Run from now on with `config`'s live settings: requests that arrive from now on see
+    /// it whole; freshness, back-off, budgets and the upstream timeout change at once for
+    /// everything. Settings that only a restart can change must already hold their running
+    /// values (the caller's job: see `crate::reload`). Cached pages are kept.
+    pub fn reconfigure(&self, config: Config) {
+        let state = &self.state;
+        state.cache.retune(cache::Tuning::new(&config.cache));
+        state.shield.retune(shield::Tuning {
+            backoff: config.backoff.clone(),
+            rate: config.upstream.max_requests_per_second,
+        });
+        state
+            .upstream
+            .set_request_timeout(config.upstream.request_timeout);
+        state.config.store(Arc::new(config));
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.state.config.load_full()
+    }
+
+    /// The gateway's metrics registry (for what other parts of the process count).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
     /// Reopen the access log file (after logrotate moved it). Blocks briefly.
     pub fn reopen_access_log(&self) {
         if let Some(log) = &self.state.access_log {
@@ -233,9 +262,11 @@ impl Gateway {
     }
 }
 
-/// The admin API's narrow view of the gateway.
-impl Control for Gateway {
-    async fn purge(&self, target: PurgeTarget<'_>) {
+/// What the admin API asks of the gateway (through `crate::admin::Control`, which the
+/// composition root implements with these).
+impl Gateway {
+    /// Forget the cached pages `target` names.
+    pub async fn purge(&self, target: PurgeTarget<'_>) {
         let scope = match target {
             PurgeTarget::All => Purge::All,
             PurgeTarget::Job(id) => Purge::Resource(ResourceId::new(ResourceKind::Job, id)),
@@ -245,7 +276,7 @@ impl Control for Gateway {
         self.state.metrics.purges.inc();
     }
 
-    fn readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> Readiness {
         let draining = self.state.shutdown.is_triggered();
         let mut body = serde_json::json!({ "status": if draining { "draining" } else { "ready" } });
         // A fleet without Redis still serves (as a single gateway): shown, never "not ready".
@@ -258,7 +289,8 @@ impl Control for Gateway {
         }
     }
 
-    async fn metrics_text(&self) -> String {
+    /// The Prometheus text exposition, with state gauges read now.
+    pub async fn metrics_text(&self) -> String {
         // State gauges are read at scrape time, not maintained per request.
         let state = &self.state;
         let usage = state.cache.usage().await;
@@ -273,7 +305,7 @@ impl Control for Gateway {
             i64::try_from(
                 state
                     .upstream
-                    .in_flight(state.config.upstream.max_concurrent),
+                    .in_flight(state.config.load().upstream.max_concurrent),
             )
             .unwrap_or(i64::MAX),
         );
