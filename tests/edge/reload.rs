@@ -36,6 +36,7 @@ async fn a_new_ttl_applies_to_pages_already_cached() {
     };
     assert_eq!(get().await.cache_status(), "pollgate; fwd=miss; stored");
     assert!(get().await.cache_status().starts_with("pollgate; hit"));
+    assert_eq!(key_requests(&e.sim, JOB_A, "limit=5"), 1);
 
     e.rewrite("[cache]\nttl = \"200ms\"\nterminal_ttl = \"1h\"\nstale_while_revalidate = \"1h\"\n");
     let r = e.admin(Method::POST, "/reload", None).await;
