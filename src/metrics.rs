@@ -69,6 +69,8 @@ pub struct Metrics {
     pub long_polls_waiting: Gauge,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
+    /// `cache.capacity_bytes`, so "how full" is one division in a query.
+    pub cache_capacity_bytes: Gauge,
     pub fetches_in_flight: Gauge,
     pub upstream_in_flight: Gauge,
     pub backoffs_active: Gauge,
@@ -262,6 +264,7 @@ impl Metrics {
             long_polls_waiting: Gauge::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
+            cache_capacity_bytes: Gauge::default(),
             fetches_in_flight: Gauge::default(),
             upstream_in_flight: Gauge::default(),
             backoffs_active: Gauge::default(),
@@ -319,6 +322,11 @@ impl Metrics {
             "cache_bytes",
             "Weighted size of the cache in bytes",
             m.cache_bytes.clone(),
+        );
+        r.register(
+            "cache_capacity_bytes",
+            "The cache's memory bound in bytes (cache.capacity_bytes)",
+            m.cache_capacity_bytes.clone(),
         );
         r.register(
             "fetches_in_flight",

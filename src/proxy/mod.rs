@@ -87,6 +87,9 @@ impl Gateway {
     ) -> Result<Self, SetupError> {
         let route_names: Vec<&'static str> = route::ROUTES.iter().map(|r| r.name).collect();
         let metrics = Arc::new(Metrics::new(&route_names));
+        metrics
+            .cache_capacity_bytes
+            .set(i64::try_from(config.cache.capacity_bytes).unwrap_or(i64::MAX));
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let access_log = if config.log.access_log {
             let sink = match &config.log.access_log_path {
