@@ -1,11 +1,11 @@
 //! What a reload may change while pollgate runs, and what only a restart can.
 //!
 //! Restart-only keys are those fixed into something built at start-up: the sockets
-//! (`listen`), the accept loop's limits, the upstream connection pool and its connector, the
+//! (`listen`), the accept loop's limits, the upstream connection pool and its TLS roots, the
 //! cache's memory bound, the log's format and sink, the fleet's connections, and whether a
 //! listener speaks TLS at all. A reload that changes one keeps the running value and names
 //! the key ([`keep_running`]); everything else (freshness, stale windows, budgets, back-off,
-//! the request timeout, vary headers, waits, the log filter, the TLS files, the admin token)
+//! the upstream timeouts, vary headers, waits, the log filter, the TLS files, the admin token)
 //! takes effect at once.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,6 @@ pub const RESTART_ONLY: &[&str] = &[
     "admin.listen",
     "admin.tls",
     "upstream.url",
-    "upstream.connect_timeout",
     "upstream.extra_ca_file",
     "upstream.pool_idle_timeout",
     "upstream.pool_max_idle_per_host",
@@ -59,7 +58,6 @@ pub fn keep_running(next: &mut Config, running: &Config) -> Vec<&'static str> {
         server.shutdown_grace,
         admin.listen,
         upstream.url,
-        upstream.connect_timeout,
         upstream.extra_ca_file,
         upstream.pool_idle_timeout,
         upstream.pool_max_idle_per_host,

@@ -649,3 +649,35 @@ fn the_fleet_secret_comes_from_its_variable_or_its_file_and_is_never_printed() {
     let off = load_ok(&sources(None, &[], &[]));
     assert!(!off.config.fleet.enabled());
 }
+
+#[test]
+fn no_request_waits_longer_than_a_fill_can_last() {
+    let file =
+        TempFile::new("[upstream]\nrequest_timeout = \"4s\"\n[cache]\nwait_timeout = \"10s\"\n");
+    let loaded = load_ok(&sources(Some(&file), &[], &[]));
+    assert_eq!(loaded.config.cache.wait_timeout, Duration::from_secs(4));
+    assert_eq!(
+        printed(&loaded.to_toml())["cache.wait_timeout"],
+        (
+            "\"4s\"".into(),
+            "file, lowered to upstream.request_timeout".into()
+        )
+    );
+    // The defaults agree already (10 s within 30 s): no note.
+    let defaults = load_ok(&sources(None, &[], &[]));
+    assert_eq!(defaults.note("cache.wait_timeout"), None);
+}
+
+#[test]
+fn the_admin_token_is_read_from_its_file_and_never_printed() {
+    let token = TempFile::new("  s3cret-admin-token\n");
+    let file = TempFile::new(&format!(
+        "[admin]\ntoken_file = {}\n",
+        toml::Value::String(token.0.display().to_string())
+    ));
+    let loaded = load_ok(&sources(Some(&file), &[], &[]));
+    let read = loaded.config.admin.token.as_ref().expect("token read");
+    assert_eq!(read.as_bytes(), b"s3cret-admin-token");
+    assert!(!loaded.to_toml().contains("s3cret"));
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
+}

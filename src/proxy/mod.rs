@@ -194,7 +194,7 @@ impl Gateway {
     }
 
     /// Run from now on with `config`'s live settings: requests that arrive from now on see
-    /// it whole; freshness, back-off, budgets and the upstream timeout change at once for
+    /// it whole; freshness, back-off, budgets and the upstream timeouts change at once for
     /// everything. Settings that only a restart can change must already hold their running
     /// values (the caller's job: see `crate::reload`). Cached pages are kept.
     pub fn reconfigure(&self, config: Config) {
@@ -204,9 +204,10 @@ impl Gateway {
             backoff: config.backoff.clone(),
             rate: config.upstream.max_requests_per_second,
         });
-        state
-            .upstream
-            .set_request_timeout(config.upstream.request_timeout);
+        state.upstream.set_timeouts(
+            config.upstream.request_timeout,
+            config.upstream.connect_timeout,
+        );
         state.config.store(Arc::new(config));
     }
 
