@@ -73,10 +73,13 @@ impl Access {
         let Some(token) = &self.token else {
             return true;
         };
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let Some(given) = req
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(|v| v.as_bytes())
+            .filter(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer "))
+            .map(|v| &v[7..])
         else {
             return false;
         };
@@ -227,5 +230,45 @@ impl<C: Control> Admin<C> {
             ),
             _ => json(StatusCode::NOT_FOUND, detail_json("not found")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_auth(value: Option<&str>) -> Request<()> {
+        let mut req = Request::new(());
+        if let Some(v) = value {
+            req.headers_mut().insert(
+                header::AUTHORIZATION,
+                HeaderValue::from_str(v).expect("header"),
+            );
+        }
+        req
+    }
+
+    #[test]
+    fn the_token_is_checked_whole_and_the_scheme_in_any_case() {
+        let access = Access {
+            token: Some(AdminToken::new("s3cret")),
+            protect_metrics: true,
+        };
+        assert!(access.admits(&with_auth(Some("Bearer s3cret"))));
+        assert!(access.admits(&with_auth(Some("bearer s3cret"))));
+        for wrong in [
+            None,
+            Some("Bearer s3cre"),
+            Some("Bearer s3cret2"),
+            Some("s3cret"),
+            Some("Basic s3cret"),
+            Some("Bearer "),
+        ] {
+            assert!(!access.admits(&with_auth(wrong)), "{wrong:?}");
+        }
+        assert!(
+            Access::default().admits(&with_auth(None)),
+            "no token, nothing to check"
+        );
     }
 }
