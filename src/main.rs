@@ -52,35 +52,68 @@ async fn run(
 ) -> anyhow::Result<()> {
     let listener = server::bind(config.server.listen, "server.listen")?;
     let admin = server::bind(config.admin.listen, "admin.listen")?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        tls = config.server.tls.is_some(),
-        admin = %admin.local_addr()?,
-        admin_tls = config.admin.tls.is_some(),
-        admin_token = config.admin.token.is_some(),
-        upstream = %config.upstream.url,
-        fleet = config.fleet.enabled(),
-        ttl_ms = config.cache.ttl.as_millis() as u64,
-        config = %sources.file(),
-        "pollgate started"
-    );
-    if config.admin.token.is_none() && !config.admin.listen.ip().is_loopback() {
-        // Only with admin.allow_unauthenticated = true (the loader refuses it otherwise).
-        tracing::warn!(
-            admin = %config.admin.listen,
-            "the admin listener has no token and can purge the cache and reload the configuration: keep it on a private interface"
-        );
-    }
+    let started = Started {
+        listen: listener.local_addr()?,
+        admin: admin.local_addr()?,
+        tls: config.server.tls.is_some(),
+        admin_tls: config.admin.tls.is_some(),
+        admin_token: config.admin.token.is_some(),
+        admin_exposed: !config.admin.listen.ip().is_loopback(),
+        upstream: config.upstream.url.to_string(),
+        fleet: config.fleet.enabled(),
+        ttl_ms: config.cache.ttl.as_millis() as u64,
+        config: sources.file().to_string(),
+    };
     let fingerprints = FingerprintKey::for_config(&config);
     let app = App::new(config, fingerprints)
         .context("cannot set up the gateway")?
         .reloadable(sources, log_filter);
+    // Logged once everything is set up: a failure above is reported once, on stderr.
+    started.log();
     app.shutdown().trigger_on(shutdown_signal());
     if let Some(reloader) = app.reloader() {
         on_sighup(app.gateway().clone(), reloader.clone());
     }
     app.serve(listener, Some(admin)).await?;
     Ok(())
+}
+
+/// What the start line says.
+struct Started {
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    tls: bool,
+    admin_tls: bool,
+    admin_token: bool,
+    admin_exposed: bool,
+    upstream: String,
+    fleet: bool,
+    ttl_ms: u64,
+    config: String,
+}
+
+impl Started {
+    fn log(&self) {
+        tracing::info!(
+            listen = %self.listen,
+            tls = self.tls,
+            admin = %self.admin,
+            admin_tls = self.admin_tls,
+            admin_token = self.admin_token,
+            upstream = %self.upstream,
+            fleet = self.fleet,
+            ttl_ms = self.ttl_ms,
+            config = %self.config,
+            "pollgate started"
+        );
+        if self.admin_exposed && !self.admin_token {
+            // Only with admin.allow_unauthenticated = true (the loader refuses it otherwise).
+            tracing::warn!(
+                admin = %self.admin,
+                "the admin listener has no token and can purge the cache and reload the configuration: keep it on a private interface"
+            );
+        }
+    }
 }
 
 /// On SIGHUP, reopen the access log file (logrotate moved it) and reload the configuration

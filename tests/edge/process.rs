@@ -211,3 +211,37 @@ async fn an_exposed_admin_listener_without_a_token_does_not_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn an_unusable_certificate_stops_the_start_with_one_line_naming_the_key() {
+    let dir = TempDir::new("badcert");
+    let junk = dir.write("cert.pem", "not a certificate\n");
+    dir.write(
+        "pollgate.toml",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\ncert_file = {0}\nkey_file = {0}\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n",
+            toml_path(&junk)
+        ),
+    );
+    let out = command(&dir)
+        .args([
+            "--config",
+            "pollgate.toml",
+            "--upstream",
+            "http://127.0.0.1:9",
+        ])
+        .output()
+        .await
+        .expect("run pollgate");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("`server.tls.cert_file`"), "{stderr}");
+    assert!(
+        !stdout.contains("server.tls.cert_file"),
+        "printed twice: {stdout}"
+    );
+    assert!(!stdout.contains("pollgate started"), "{stdout}");
+}
