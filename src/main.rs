@@ -131,10 +131,10 @@ fn on_sighup(gateway: pollgate::Gateway, reloader: Arc<Reloader>) {
         while hup.recv().await.is_some() {
             let (gateway, reloader) = (gateway.clone(), reloader.clone());
             let _ = tokio::task::spawn_blocking(move || {
+                // Logs its own outcome. First, so the reopen below logs under the new filter.
+                let _ = reloader.reload("SIGHUP");
                 gateway.reopen_access_log();
                 tracing::info!("SIGHUP: access log reopened");
-                // Logs its own outcome.
-                let _ = reloader.reload("SIGHUP");
             })
             .await;
         }

@@ -1,5 +1,5 @@
 //! The real binary: SIGHUP reloads the certificate (new connections see it, an open
-//! keep-alive connection keeps working) and the configuration, and an admin listener off
+//! keep-alive connection keeps working) and the configuration (the log filter included), and an admin listener off
 //! loopback without a token stops the start with the key named.
 
 use std::net::SocketAddr;
@@ -62,7 +62,8 @@ async fn sighup_reloads_the_certificate_and_keeps_open_connections() {
     let config = dir.write(
         "pollgate.toml",
         &format!(
-            "[server.tls]\ncert_file = {}\nkey_file = {}\n[cache]\nttl = \"2s\"\n",
+            "[server.tls]\ncert_file = {}\nkey_file = {}\n[cache]\nttl = \"2s\"\n\
+             [log]\nfilter = \"warn\"\n",
             toml_path(&cert),
             toml_path(&key)
         ),
@@ -121,7 +122,8 @@ async fn sighup_reloads_the_certificate_and_keeps_open_connections() {
     dir.write(
         "pollgate.toml",
         &format!(
-            "[server.tls]\ncert_file = {}\nkey_file = {}\n[cache]\nttl = \"3s\"\n",
+            "[server.tls]\ncert_file = {}\nkey_file = {}\n[cache]\nttl = \"3s\"\n\
+             [log]\nfilter = \"info\"\n",
             toml_path(&cert),
             toml_path(&key)
         ),
@@ -161,8 +163,11 @@ async fn sighup_reloads_the_certificate_and_keeps_open_connections() {
         .expect("wait");
     assert!(output.status.success(), "exit status {}", output.status);
     let logs = String::from_utf8_lossy(&output.stdout);
+    // Started under `log.filter = "warn"`: no start line; the reload's own line shows under
+    // the new filter, `info`.
+    assert!(!logs.contains("pollgate started"), "{logs}");
     assert!(logs.contains("configuration reloaded"), "{logs}");
-    assert!(logs.contains("changed=cache.ttl"), "{logs}");
+    assert!(logs.contains("changed=cache.ttl,log.filter"), "{logs}");
     assert!(logs.contains("access log reopened"), "{logs}");
 }
 
