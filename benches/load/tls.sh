@@ -102,7 +102,9 @@ TLS_URL="https://127.0.0.1:$tls_PORT$PATH_Q"
 curl -fsS -o /dev/null -H "Authorization: Bearer $TOKEN" "$PLAIN_URL"
 curl -fsS -o /dev/null -k -H "Authorization: Bearer $TOKEN" "$TLS_URL"
 proto=$(curl -sS -o /dev/null -k -w '%{http_version} %{ssl_verify_result}' -H "Authorization: Bearer $TOKEN" "$TLS_URL")
-echo "TLS listener answers (HTTP version, verify result): $proto" >&2
+tls_version=$(openssl s_client -connect "127.0.0.1:$tls_PORT" -servername localhost </dev/null 2>/dev/null \
+    | awk '/^ *Protocol *:/ { print $3; exit } /^New, / { print $2; exit }' | tr -d ',')
+echo "TLS listener answers (curl HTTP version, verify result): $proto; OpenSSL negotiates $tls_version" >&2
 
 rps() { # url
     taskset -c "$CLIENT_CPU" wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" \
@@ -123,9 +125,10 @@ for _ in $(seq 1 20); do
     took+=("$(head -n1 <<<"$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["took_ms"])')")
 done
 
-python3 - "$ROUNDS" "$DURATION" "$CONNS" "${plain[*]}" "${tls[*]}" "${reload_times[*]}" "${took[*]}" <<'PY'
+python3 - "$ROUNDS" "$DURATION" "$CONNS" "${plain[*]}" "${tls[*]}" "${reload_times[*]}" "${took[*]}" "$tls_version" <<'PY'
 import statistics, sys
 rounds, duration, conns = sys.argv[1:4]
+version = sys.argv[8] or "TLS"
 plain = [float(x) for x in sys.argv[4].split()]
 tls = [float(x) for x in sys.argv[5].split()]
 rt = [float(x) * 1000 for x in sys.argv[6].split()]
@@ -133,8 +136,9 @@ took = [float(x) for x in sys.argv[7].split()]
 mp, mt = statistics.median(plain), statistics.median(tls)
 print(f"warm hits, {rounds} interleaved rounds x {duration}s, wrk -c{conns}, server on 1 CPU:")
 print(f"  plain HTTP/1.1 : median {mp:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in plain)})")
-print(f"  TLS 1.3        : median {mt:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in tls)})")
-print(f"  TLS / plain    : {mt / mp:.2f}")
+print(f"  {version + ' (HTTP/1.1)':<15}: median {mt:,.0f} req/s  (rounds: {', '.join(f'{x:,.0f}' for x in tls)})")
+ratios = [t / p for p, t in zip(plain, tls)]
+print(f"  TLS / plain    : {mt / mp:.2f} (medians); per round {', '.join(f'{r:.2f}' for r in ratios)}, median {statistics.median(ratios):.2f}")
 print(f"reload (POST /reload on a TLS gateway, 20 times):")
 print(f"  round trip     : median {statistics.median(rt):.2f} ms, max {max(rt):.2f} ms")
 print(f"  took_ms (own)  : median {statistics.median(took):.2f} ms, max {max(took):.2f} ms")
