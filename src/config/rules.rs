@@ -284,10 +284,10 @@ fn check_admin(c: &Config, fail: &mut impl FnMut(&str, String)) {
         }
     } else if !a.listen.ip().is_loopback() && !a.allow_unauthenticated {
         fail(
-            "admin.token_file",
+            "admin.listen",
             format!(
-                "required when admin.listen ({}) is not a loopback address: anyone who reaches \
-                 it could purge the cache and reload the configuration (or set \
+                "{} is not a loopback address, and anyone who reaches it could purge the cache \
+                 and reload the configuration: set admin.token_file (or \
                  admin.allow_unauthenticated = true)",
                 a.listen
             ),
@@ -425,7 +425,7 @@ mod tests {
                 c.upstream.extra_ca_file = Some("/nonexistent/ca.pem".into())
             }),
             ("admin.listen", |c| c.admin.listen = c.server.listen),
-            ("admin.token_file", |c| {
+            ("admin.listen", |c| {
                 c.admin.listen = SocketAddr::from(([10, 0, 0, 1], 9090))
             }),
             ("admin.token_file", |c| {

@@ -186,7 +186,11 @@ async fn an_exposed_admin_listener_without_a_token_does_not_start() {
         .expect("run pollgate");
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("`admin.token_file`"), "{stderr}");
+    assert!(
+        stderr.contains("`admin.listen` (flag --admin-listen): 0.0.0.0:0 is not a loopback"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("set admin.token_file"), "{stderr}");
     assert!(stderr.contains("allow_unauthenticated"), "{stderr}");
     assert_eq!(
         stderr
