@@ -1,6 +1,7 @@
 //! The real binary: SIGHUP reloads the certificate (new connections see it, an open
-//! keep-alive connection keeps working) and the configuration (the log filter included), and an admin listener off
-//! loopback without a token stops the start with the key named.
+//! keep-alive connection keeps working) and the configuration (the log filter included); an
+//! admin listener off loopback without a token, or an unusable certificate, stops the start
+//! with one message naming the key.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
