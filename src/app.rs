@@ -50,20 +50,16 @@ impl App {
     pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, StartError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);
-        let client_tls = config
-            .server
-            .tls
-            .as_ref()
-            .map(|t| Terminator::new("server.tls", t))
-            .transpose()?;
-        let admin_tls = config
-            .admin
-            .tls
-            .as_ref()
-            .map(|t| Terminator::new("admin.tls", t))
-            .transpose()?;
         let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
+        let (server_tls, admin_tls) = (config.server.tls.clone(), config.admin.tls.clone());
         let gateway = Gateway::new(config, fingerprints, shutdown.clone())?;
+        let metrics = gateway.metrics();
+        let client_tls = server_tls
+            .map(|t| Terminator::new("server.tls", &t, metrics.handshake_failures("server")))
+            .transpose()?;
+        let admin_tls = admin_tls
+            .map(|t| Terminator::new("admin.tls", &t, metrics.handshake_failures("admin")))
+            .transpose()?;
         Ok(App {
             gateway,
             limits,

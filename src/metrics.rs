@@ -81,11 +81,27 @@ pub struct Metrics {
     /// Unix time of the last configuration load that took effect (start-up counts).
     last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     tls_reloads: Family<ResultOnly, Counter>,
+    tls_handshake_failures: Family<HandshakeLabels, Counter>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResultOnly {
     result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+/// Failed TLS handshakes of one listener, by reason.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeFailures {
+    /// The client did not finish in time (`handshake_timeout`).
+    pub timeout: Counter,
+    /// The handshake failed: no shared protocol, a refused client certificate, garbage.
+    pub error: Counter,
 }
 
 /// What the shared Redis tier did (all zero without `[fleet]`).
@@ -274,6 +290,7 @@ impl Metrics {
             reloads: Family::default(),
             last_reload_success: Gauge::default(),
             tls_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
             registry,
         };
         let mut m = m;
@@ -369,6 +386,16 @@ impl Metrics {
             "Certificate reloads (signal, file change or config reload) by result",
             m.tls_reloads.clone(),
         );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by listener (server, admin) and reason (timeout, error)",
+            m.tls_handshake_failures.clone(),
+        );
+        // Exported at zero from the start (with or without TLS), so dashboards and alerts
+        // find the series.
+        for listener in ["server", "admin"] {
+            let _ = m.handshake_failures(listener);
+        }
         for result in ["success", "failure"] {
             let _ = m.reloads.get_or_create(&ResultOnly { result });
             let _ = m.tls_reloads.get_or_create(&ResultOnly { result });
@@ -391,6 +418,19 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         self.last_reload_success.set(now);
+    }
+
+    /// The failed-handshake counters of `listener` (`server` or `admin`), exported from now on.
+    pub fn handshake_failures(&self, listener: &'static str) -> HandshakeFailures {
+        let counter = |reason| {
+            self.tls_handshake_failures
+                .get_or_create(&HandshakeLabels { listener, reason })
+                .clone()
+        };
+        HandshakeFailures {
+            timeout: counter("timeout"),
+            error: counter("error"),
+        }
     }
 
     /// Count a certificate reload.

@@ -126,17 +126,19 @@ where
             });
             continue;
         };
-        let (acceptor, limit) = (tls.acceptor(), tls.handshake_timeout());
+        let (tls, acceptor, limit) = (tls.clone(), tls.acceptor(), tls.handshake_timeout());
         let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
         tokio::spawn(async move {
             let stream = tokio::select! {
                 done = tokio::time::timeout(limit, acceptor.accept(stream)) => match done {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
+                        tls.handshake_failed(false);
                         tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
+                        tls.handshake_failed(true);
                         tracing::debug!(peer = %peer, "TLS handshake timed out");
                         return;
                     }

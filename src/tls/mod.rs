@@ -25,6 +25,7 @@ use rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::TlsConfig;
+use crate::metrics::HandshakeFailures;
 
 pub use pem::TlsError;
 pub use watch::{watch, FileWatch};
@@ -43,11 +44,17 @@ pub struct Terminator {
     /// `server.tls` or `admin.tls`: the section named in logs and errors.
     section: &'static str,
     current: ArcSwap<Current>,
+    failures: HandshakeFailures,
 }
 
 impl Terminator {
-    /// TLS for the listener configured by `section` (`server.tls`).
-    pub fn new(section: &'static str, settings: &TlsConfig) -> Result<Arc<Self>, TlsError> {
+    /// TLS for the listener configured by `section` (`server.tls`), counting failed
+    /// handshakes in `failures`.
+    pub fn new(
+        section: &'static str,
+        settings: &TlsConfig,
+        failures: HandshakeFailures,
+    ) -> Result<Arc<Self>, TlsError> {
         let config = build(section, settings, None)?;
         Ok(Arc::new(Terminator {
             section,
@@ -55,7 +62,17 @@ impl Terminator {
                 acceptor: TlsAcceptor::from(Arc::new(config)),
                 settings: settings.clone(),
             }),
+            failures,
         }))
+    }
+
+    /// Count a handshake that did not finish in time (`timed_out`) or failed.
+    pub fn handshake_failed(&self, timed_out: bool) {
+        if timed_out {
+            self.failures.timeout.inc();
+        } else {
+            self.failures.error.inc();
+        }
     }
 
     pub fn section(&self) -> &'static str {

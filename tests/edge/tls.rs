@@ -126,6 +126,12 @@ async fn mtls_refuses_a_client_without_a_certificate_and_serves_one_with() {
             .map_err(std::io::Error::other)
     };
     assert!(foreign.await.is_err(), "a client of another CA was served");
+    let metrics = e.admin(http::Method::GET, "/metrics", None).await.text();
+    let refused = metric_value(
+        &metrics,
+        "pollgate_tls_handshake_failures_total{listener=\"server\",reason=\"error\"}",
+    );
+    assert_eq!(refused, Some(2.0), "{metrics}");
 
     let stream = ClientTls::new(&pki.ca_pem)
         .with_identity(&clients.client("worker-1"))
@@ -165,6 +171,15 @@ async fn a_client_that_never_handshakes_is_cut_off() {
     let mut conn = Conn::open(stream).await;
     let r = conn.get("/echo/x", &[]).await.expect("GET");
     assert_eq!(r.status, StatusCode::OK);
+    let metrics = e.admin(http::Method::GET, "/metrics", None).await.text();
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "pollgate_tls_handshake_failures_total{listener=\"server\",reason=\"timeout\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
     e.shutdown().await;
 }
 
