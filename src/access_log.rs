@@ -315,11 +315,11 @@ fn write_json(buf: &mut Vec<u8>, line: &Line<'_>, now: SystemTime) {
 fn write_peer(buf: &mut Vec<u8>, peer: Option<SocketAddr>) {
     match peer {
         Some(SocketAddr::V4(v4)) => {
-            for (i, octet) in v4.ip().octets().iter().enumerate() {
+            for (i, &octet) in v4.ip().octets().iter().enumerate() {
                 if i > 0 {
                     buf.push(b'.');
                 }
-                buf.extend_from_slice(itoa::Buffer::new().format(*octet).as_bytes());
+                write_octet(buf, octet);
             }
         }
         // An IPv6 address has no byte that needs escaping; `write!` into a Vec cannot fail.
@@ -334,14 +334,72 @@ fn write_peer(buf: &mut Vec<u8>, peer: Option<SocketAddr>) {
 /// (text) or `\u00NN` (JSON alike): quotes, backslashes and control bytes.
 fn write_escaped(buf: &mut Vec<u8>, text: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for &b in text.as_bytes() {
-        if b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f {
-            buf.extend_from_slice(b"\\u00");
-            buf.push(HEX[(b >> 4) as usize]);
-            buf.push(HEX[(b & 0xf) as usize]);
-        } else {
-            buf.push(b);
+    let bytes = text.as_bytes();
+    // Paths almost never need escaping: find the first byte that does, 8 at a time, and
+    // copy everything before it in one go.
+    let mut start = 0;
+    while let Some(at) = first_to_escape(bytes, start) {
+        buf.extend_from_slice(&bytes[start..at]);
+        let b = bytes[at];
+        buf.extend_from_slice(&[
+            b'\\',
+            b'u',
+            b'0',
+            b'0',
+            HEX[usize::from(b >> 4)],
+            HEX[usize::from(b & 0xf)],
+        ]);
+        start = at + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+}
+
+fn needs_escape(b: u8) -> bool {
+    b == b'"' || b == b'\\' || b < 0x20 || b == 0x7f
+}
+
+/// The position of the first byte at or after `from` that [`needs_escape`].
+fn first_to_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Bytes of `x` equal to `b` (or below 0x20) get their high bit set, then any byte at
+    // or above 0x80 is cleared (it can carry no ASCII special).
+    let eq = |x: u64, b: u8| {
+        let y = x ^ (ONES * u64::from(b));
+        y.wrapping_sub(ONES) & !y
+    };
+    let mut i = from;
+    let tail = bytes.get(from..)?;
+    let mut chunks = tail.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let hit =
+            (eq(x, b'"') | eq(x, b'\\') | eq(x, 0x7f) | x.wrapping_sub(ONES * 0x20)) & !x & HIGHS;
+        if hit != 0 {
+            // A candidate in this word (the borrow trick can flag a neighbour): check exactly.
+            if let Some(j) = chunk.iter().position(|&b| needs_escape(b)) {
+                return Some(i + j);
+            }
         }
+        i += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| needs_escape(b))
+        .map(|j| i + j)
+}
+
+/// One IPv4 octet in decimal.
+fn write_octet(buf: &mut Vec<u8>, o: u8) {
+    if o >= 100 {
+        buf.extend_from_slice(&[b'0' + o / 100, b'0' + (o / 10) % 10, b'0' + o % 10]);
+    } else if o >= 10 {
+        buf.extend_from_slice(&[b'0' + o / 10, b'0' + o % 10]);
+    } else {
+        buf.push(b'0' + o);
     }
 }
 
@@ -419,6 +477,43 @@ mod tests {
             route: "batch",
             latency: Duration::from_micros(345),
         }
+    }
+
+    #[test]
+    fn escaping_finds_every_special_byte_wherever_it_is() {
+        let naive = |text: &str| {
+            let mut out = Vec::new();
+            for &b in text.as_bytes() {
+                if needs_escape(b) {
+                    out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                } else {
+                    out.push(b);
+                }
+            }
+            out
+        };
+        let specials = ['"', '\\', '\n', '\u{0}', '\u{1f}', '\u{7f}'];
+        let plain = ['a', '/', '~', ' ', '!', 'é', '€', '\u{80}', '\u{ff}'];
+        for len in 0..20 {
+            for at in 0..=len {
+                for &special in specials.iter().chain(&plain) {
+                    let mut text: String = (0..len).map(|i| plain[i % plain.len()]).collect();
+                    if at < len {
+                        let cut = text.char_indices().nth(at).map_or(text.len(), |(i, _)| i);
+                        text.insert(cut, special);
+                    }
+                    let mut out = Vec::new();
+                    write_escaped(&mut out, &text);
+                    assert_eq!(out, naive(&text), "{text:?}");
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for o in [0, 9, 10, 99, 100, 255] {
+            write_octet(&mut out, o);
+            out.push(b' ');
+        }
+        assert_eq!(out, b"0 9 10 99 100 255 ");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub enum StartError {
 pub struct App {
     gateway: Gateway,
     limits: Limits,
+    /// `server.workers`: 0 serves clients on the caller's runtime.
+    workers: usize,
     shutdown: Shutdown,
     client_tls: Option<Arc<Terminator>>,
     admin_tls: Option<Arc<Terminator>>,
@@ -50,6 +52,7 @@ impl App {
     pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, StartError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);
+        let workers = config.server.workers;
         let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
         let (server_tls, admin_tls) = (config.server.tls.clone(), config.admin.tls.clone());
         let gateway = Gateway::new(config, fingerprints, shutdown.clone())?;
@@ -63,6 +66,7 @@ impl App {
         Ok(App {
             gateway,
             limits,
+            workers,
             shutdown,
             client_tls,
             admin_tls,
@@ -135,18 +139,20 @@ impl App {
                 },
             ))
         });
-        let gateway = self.gateway.clone();
-        let result = server::serve(
-            client,
-            self.limits,
-            self.client_tls.clone(),
-            self.shutdown.clone(),
-            move |req, conn| {
-                let gateway = gateway.clone();
-                async move { gateway.handle(req, conn).await }
-            },
-        )
-        .await;
+        let tls = self.client_tls.clone();
+        let result = match self.workers {
+            0 => {
+                serve_clients(
+                    self.gateway.clone(),
+                    client,
+                    self.limits,
+                    tls,
+                    &self.shutdown,
+                )
+                .await
+            }
+            n => self.serve_per_core(client, n).await,
+        };
         if let Some(task) = admin_task {
             match task.await {
                 Ok(Err(e)) => tracing::warn!(error = %e, "admin listener ended with an error"),
@@ -159,6 +165,73 @@ impl App {
         let _ = tokio::task::spawn_blocking(move || gateway.close_access_log()).await;
         result
     }
+
+    /// `server.workers = n`: `n` threads, each a single-threaded runtime accepting on its
+    /// own `SO_REUSEPORT` socket (the first is `client`, which must have been bound with
+    /// [`server::bind_shared`]). Requests never leave the thread that accepted them; the
+    /// cache, coalescing and shield are shared by all. Returns once every worker has drained.
+    async fn serve_per_core(&self, client: TcpListener, n: usize) -> std::io::Result<()> {
+        let addr = client.local_addr()?;
+        let mut listeners = vec![client.into_std()?];
+        for _ in 1..n {
+            listeners.push(server::bind_shared(addr, "server.listen")?.into_std()?);
+        }
+        let limits = Limits {
+            max_connections: (self.limits.max_connections / n).max(1),
+            ..self.limits
+        };
+        let mut done = Vec::with_capacity(n);
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let gateway = self.gateway.clone();
+            let shutdown = self.shutdown.clone();
+            let tls = self.client_tls.clone();
+            std::thread::Builder::new()
+                .name(format!("pg-worker-{i}"))
+                .spawn(move || {
+                    let served = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .and_then(|rt| {
+                            rt.block_on(async {
+                                let listener = TcpListener::from_std(listener)?;
+                                serve_clients(gateway, listener, limits, tls, &shutdown).await
+                            })
+                        });
+                    if let Err(e) = &served {
+                        tracing::error!(worker = i, error = %e, "a worker stopped serving");
+                    }
+                    // The receiver is gone only if `serve` itself was dropped.
+                    let _ = tx.send(served);
+                })?;
+            done.push(rx);
+        }
+        let mut result = Ok(());
+        for rx in done {
+            let served = rx.await.unwrap_or_else(|_| {
+                Err(std::io::Error::other(
+                    "a worker thread ended without a result",
+                ))
+            });
+            // Every worker drains; the first failure is the one reported.
+            result = result.and(served);
+        }
+        result
+    }
+}
+
+/// The client listener's accept loop (over TLS with `tls`), every request through `gateway`.
+async fn serve_clients(
+    gateway: Gateway,
+    listener: TcpListener,
+    limits: Limits,
+    tls: Option<Arc<Terminator>>,
+    shutdown: &Shutdown,
+) -> std::io::Result<()> {
+    server::serve(listener, limits, tls, shutdown.clone(), move |req, conn| {
+        gateway.handle(req, conn)
+    })
+    .await
 }
 
 /// What the admin API controls: the gateway, and the reloader when there is one.

@@ -50,7 +50,11 @@ async fn run(
     sources: Sources,
     log_filter: Option<telemetry::LogFilter>,
 ) -> anyhow::Result<()> {
-    let listener = server::bind(config.server.listen, "server.listen")?;
+    let listener = if config.server.workers > 0 {
+        server::bind_shared(config.server.listen, "server.listen")?
+    } else {
+        server::bind(config.server.listen, "server.listen")?
+    };
     let admin = server::bind(config.admin.listen, "admin.listen")?;
     let started = Started {
         listen: listener.local_addr()?,

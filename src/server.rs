@@ -203,6 +203,18 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// Bind a listener with [`LISTEN_BACKLOG`], naming the key in the error.
 /// Call it inside the runtime that will serve it.
 pub fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    bind_with(addr, what, false)
+}
+
+/// Like [`bind`], with `SO_REUSEPORT`: each of `server.workers` event loops binds its own
+/// socket to the one address and the kernel spreads new connections between them.
+/// (Any process of the same user may then bind the port too, as with nginx's `reuseport`.)
+#[cfg(unix)]
+pub fn bind_shared(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
+    bind_with(addr, what, true)
+}
+
+fn bind_with(addr: SocketAddr, what: &str, reuse_port: bool) -> std::io::Result<TcpListener> {
     let named = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("cannot listen on {addr} ({what}): {e}"))
     };
@@ -213,6 +225,10 @@ pub fn bind(addr: SocketAddr, what: &str) -> std::io::Result<TcpListener> {
     }
     .map_err(named)?;
     socket.set_reuseaddr(true).map_err(named)?;
+    #[cfg(unix)]
+    if reuse_port {
+        socket.set_reuseport(true).map_err(named)?;
+    }
     socket.bind(addr).map_err(named)?;
     socket.listen(LISTEN_BACKLOG).map_err(named)
 }

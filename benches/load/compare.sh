@@ -4,6 +4,8 @@
 #
 #   benches/load/compare.sh                 # full run (3 rounds x 10 s per cell, ~10 min)
 #   QUICK=1 benches/load/compare.sh         # smoke test (1 round x 3 s per cell, ~2 min)
+#   PIN=1 benches/load/compare.sh           # servers on CPU 0, wrk -t1 on CPU 1 (1 worker each)
+#   LOGS=1 benches/load/compare.sh          # access logs on, on every side (to a file)
 #
 # See benches/load/README.md for what is measured and the caveats. Every knob is
 # an environment variable (defaults below). Nothing is built; nothing listens on
@@ -21,6 +23,14 @@ fi
 DURATION=${DURATION:-10}          # seconds per wrk run
 ROUNDS=${ROUNDS:-3}               # interleaved repetitions of every cell
 CONNS=${CONNS:-"64 256"}          # wrk -c values
+export PIN=${PIN:-0} SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} LOGS=${LOGS:-0}  # 1: every server (all its threads) on SERVER_CPU, wrk on LOAD_CPU
+# LOGS=1: access logs on: pollgate to a file, nginx `combined` buffer=64k
+if [[ "$PIN" == 1 ]]; then
+    THREADS=${THREADS:-1}
+    SRV_PIN=(taskset -c "$SERVER_CPU"); LOAD_PIN=(taskset -c "$LOAD_CPU"); NGX_WORKERS=1
+else
+    SRV_PIN=(); LOAD_PIN=(); NGX_WORKERS=auto
+fi
 THREADS=${THREADS:-2}             # wrk -t
 PAGES=${PAGES:-"small large"}     # small = limit=10 (~3.5 KB), large = limit=1000 (~350 KB)
 TARGETS=${TARGETS:-"pollgate nginx varnish static"}
@@ -222,7 +232,7 @@ USER_LINE=""
 free_port; SIM_PORT=$FREE_PORT
 log "work dir $WORK; TTL=${TTL}s grace=${GRACE}s; ${ROUNDS} round(s) x ${DURATION}s; conns: $CONNS; pages: $PAGES"
 log "starting pollgate-sim on 127.0.0.1:$SIM_PORT"
-RUST_LOG=warn "$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --latency 0ms --items-per-job "$ITEMS_PER_JOB" \
+RUST_LOG=warn "${LOAD_PIN[@]}" "$SIM_BIN" --listen "127.0.0.1:$SIM_PORT" --latency 0ms --items-per-job "$ITEMS_PER_JOB" \
     >"$WORK/sim.log" 2>&1 &
 PID[sim]=$!
 wait_port "$SIM_PORT" sim 20 || { cat "$WORK/sim.log" >&2; die "pollgate-sim did not start"; }
@@ -257,12 +267,13 @@ start_pollgate() {
 stale_while_revalidate = "${GRACE}s"
 
 [log]
-access_log = false
+access_log = $([[ "$LOGS" == 1 ]] && echo true || echo false)
+access_log_path = "$dir/access.log"
 EOF
         cfg_args=(--config "$dir/bench.toml")
     fi
     # shellcheck disable=SC2086
-    (cd "$dir" && exec env "${unset_args[@]}" RUST_LOG=warn "$POLLGATE_BIN" "${cfg_args[@]}" \
+    (cd "$dir" && exec "${SRV_PIN[@]}" env "${unset_args[@]}" RUST_LOG=warn "$POLLGATE_BIN" "${cfg_args[@]}" \
         --listen "127.0.0.1:${PORT[pollgate]}" \
         --upstream "http://127.0.0.1:$SIM_PORT" \
         --admin-listen "127.0.0.1:$ADMIN_PORT" \
@@ -282,13 +293,14 @@ EOF
 }
 
 start_nginx() {  # start_nginx NAME TEMPLATE
-    local name=$1 tmpl=$2 dir="$WORK/$1"
+    local name=$1 tmpl=$2 dir="$WORK/$1" ngx_log=off
+    [[ "$LOGS" == 1 ]] && ngx_log="$dir/access.log combined buffer=64k"
     free_port; PORT[$name]=$FREE_PORT
     mkdir -p "$dir/tmp" "$dir/cache"
     render "$tmpl" "$dir/nginx.conf" "USER_LINE=$USER_LINE" "DIR=$dir" "PORT=${PORT[$name]}" \
-        "SIM_PORT=$SIM_PORT" "TTL=$TTL"
+        "SIM_PORT=$SIM_PORT" "TTL=$TTL" "WORKERS=$NGX_WORKERS" "ACCESS_LOG=$ngx_log"
     nginx -t -q -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" 2>>"$dir/error.log" || return 1
-    nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" >>"$dir/stdout.log" 2>&1 &
+    "${SRV_PIN[@]}" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" >>"$dir/stdout.log" 2>&1 &
     PID[$name]=$!
     wait_port "${PORT[$name]}" "$name" 15
 }
@@ -302,7 +314,7 @@ start_varnish() {
     # -F: foreground (mgt process = our child; the cache child is its child).
     # -T none: no management port. -n: private instance dir. default_grace/ttl also
     # set so nothing falls back to the 120 s default.
-    varnishd -F -a "127.0.0.1:${PORT[varnish]}" -T none -n "$dir/inst" -f "$dir/default.vcl" \
+    "${SRV_PIN[@]}" varnishd -F -a "127.0.0.1:${PORT[varnish]}" -T none -n "$dir/inst" -f "$dir/default.vcl" \
         -s malloc,512m -p default_ttl="$TTL" -p default_grace="$GRACE" -p default_keep=0 $VARNISH_ARGS \
         >"$dir/varnishd.log" 2>&1 &
     PID[varnish]=$!
@@ -398,7 +410,7 @@ run_wrk() {  # run_wrk TARGET PAGE CONNS ROUND
     fi
     url=$(url_for "$t" "$page")
     u0=$(sim_items); c0=$(cpu_ticks "${PID[$t]}")
-    timeout -k 5 $((DURATION + 30)) wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s --latency \
+    "${LOAD_PIN[@]}" timeout -k 5 $((DURATION + 30)) wrk -t"$THREADS" -c"$c" -d"${DURATION}s" --timeout 5s --latency \
         -H "$AUTH" "$url" >"$out" 2>&1 || rc=$?
     c1=$(cpu_ticks "${PID[$t]}"); u1=$(sim_items)
     local rps p50 p99 reqs non2xx sockerr transfer cpu_us upstream errors
@@ -446,14 +458,16 @@ if [[ "$BURST" == 1 ]]; then
     log "cold burst: sim latency ${BURST_LATENCY_MS} ms, $BURST_N concurrent identical requests per cache"
     sim_ctl POST "/_sim/latency?ms=$BURST_LATENCY_MS" >/dev/null || log "WARNING: could not set sim latency"
     sleep $((TTL + 1))   # let anything refreshed in the background settle
-    for t in $TARGETS; do
+    # `direct`: the same burst straight at the upstream, the floor every cache is measured against.
+    PORT[direct]=$SIM_PORT; STATUS[direct]=ok; PID[direct]=${PID[sim]}
+    for t in $TARGETS direct; do
         [[ "$t" == static ]] && continue
         if [[ "${STATUS[$t]}" != ok ]] || ! alive "${PID[$t]}"; then
             printf '%s\tNA\tNA\tNA\tNA\tNA\tNA\t%s\n' "$t" "${STATUS[$t]:-not running}" >>"$BURSTS"
             continue
         fi
         key="burst-$t-$$-$RANDOM"
-        path="${PAGE_PATH[small]}&project_id=$key"
+        path="${PAGE_PATH[small]}&burst=$key"
         # Reset the sim's counters so item_lists / max_in_flight cover this burst only
         # (nothing else is sending traffic now; older keys are not being refreshed).
         sim_ctl POST /_sim/reset >/dev/null 2>&1 || true
@@ -540,12 +554,19 @@ def fmt(v, nd=0):
     return "n/a" if v is None else f"{v:,.{nd}f}"
 
 label = {"pollgate": "pollgate", "nginx": "nginx proxy_cache", "varnish": "Varnish",
-         "static": "static file (ceiling)"}
+         "static": "static file (ceiling)", "direct": "direct to the upstream (no cache)"}
 size = {"small": f"small page (limit=10, {int(small_b):,} B)", "large": f"large page (limit=1000, {int(large_b):,} B)"}
 
 import datetime
 print(f"\n## pollgate load comparison ({datetime.datetime.now():%Y-%m-%d %H:%M})\n")
-print(f"{ncpu} CPUs shared by wrk (-t{threads}) and the server under test; loopback only. "
+import os
+if os.environ.get("PIN") == "1":
+    print(f"Pinned: every server (all its threads, 1 worker) on CPU {os.environ.get('SERVER_CPU')}, "
+          f"wrk -t{threads} on CPU {os.environ.get('LOAD_CPU')}. ", end="")
+else:
+    print(f"{ncpu} CPUs shared by wrk (-t{threads}) and the server under test. ", end="")
+print("Access logs " + ("ON (pollgate to a file; nginx `combined` buffer=64k; Varnish has none in-process). "
+      if os.environ.get("LOGS") == "1" else "off on every server. ") + "Loopback only. "
       f"TTL {ttl}s for every cache (so at most ~1 upstream fetch per {ttl}s per cache: negligible). "
       f"{rounds} round(s) x {dur}s per cell, targets interleaved; medians over rounds; upstream fetches summed over rounds. "
       f"CPU = server utime+stime (all its processes) / requests completed. "

@@ -130,7 +130,17 @@ impl Cache {
     /// L1 entry costs no Redis call; otherwise the fleet's copy is read, and
     /// kept in L1 when it is newer than ours.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        let local = self.memory.get(key);
+        self.get_after(key, self.get_local(key)).await
+    }
+
+    /// The first, synchronous half of [`Cache::get`]: this gateway's memory (L1) only.
+    pub fn get_local(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.memory.get(key)
+    }
+
+    /// The second half of [`Cache::get`], given what [`Cache::get_local`] found: in a
+    /// fleet, the shared tier (L2) when L1 had nothing fresh.
+    pub async fn get_after(&self, key: &CacheKey, local: Option<Arc<Entry>>) -> Option<Arc<Entry>> {
         let Some(shared) = &self.shared else {
             return local;
         };

@@ -44,6 +44,7 @@ pub(super) struct FileServer {
     #[serde(default, deserialize_with = "address")]
     pub listen: Option<SocketAddr>,
     pub max_connections: Option<usize>,
+    pub workers: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub header_read_timeout: Option<Duration>,
     pub max_header_bytes: Option<usize>,

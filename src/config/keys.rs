@@ -52,6 +52,7 @@ macro_rules! pick {
 pub(super) fn apply(l: &mut Layers, c: &mut Config) {
     set!(l, c.server.listen);
     set!(l, c.server.max_connections);
+    set!(l, c.server.workers);
     set!(l, c.server.header_read_timeout);
     set!(l, c.server.max_header_bytes);
     set!(l, c.server.shutdown_grace);
@@ -135,6 +136,7 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
     r.section("server");
     r.key("listen", s.listen);
     r.key("max_connections", s.max_connections);
+    r.key("workers", s.workers);
     r.key("header_read_timeout", s.header_read_timeout);
     r.key("max_header_bytes", s.max_header_bytes);
     r.key("shutdown_grace", s.shutdown_grace);

@@ -78,6 +78,12 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Connections beyond this wait in the kernel's accept queue instead of eating memory.
     pub max_connections: usize,
+    /// 0: one multi-threaded runtime whose workers steal each other's connections (the
+    /// default: robust when a few connections carry most of the load). N: N single-threaded
+    /// runtimes, one per thread, each accepting on its own `SO_REUSEPORT` socket, the way
+    /// nginx runs one event loop per worker: less coordination per request, but a busy
+    /// connection cannot move to an idle worker. `max_connections` is split between them.
+    pub workers: usize,
     /// A client that has not sent its whole request head by then is disconnected (slowloris).
     pub header_read_timeout: Duration,
     /// Largest request head accepted; bigger gets 431 instead of unbounded buffering.
@@ -224,6 +230,7 @@ impl Default for Config {
             server: ServerConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 max_connections: 10_000,
+                workers: 0,
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(30),

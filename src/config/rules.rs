@@ -73,6 +73,9 @@ pub(super) fn adjust(c: &mut Config) -> Vec<(&'static str, &'static str)> {
 const MIN_HEADER_BYTES: usize = 8192;
 
 /// Every violated rule, each naming its key.
+/// More event loops than this would be a typo, not a machine.
+const MAX_WORKERS: usize = 1024;
+
 pub(super) fn check(c: &Config) -> Vec<KeyError> {
     let mut errors = Vec::new();
     let mut fail = |key: &str, reason: String| errors.push(KeyError::new(key, reason));
@@ -103,6 +106,18 @@ pub(super) fn check(c: &Config) -> Vec<KeyError> {
         if value == 0 {
             fail(key, "must be at least 1".into());
         }
+    }
+    if c.server.workers > MAX_WORKERS {
+        fail(
+            "server.workers",
+            format!("must be at most {MAX_WORKERS} (0 = one multi-threaded runtime)"),
+        );
+    }
+    if c.server.workers > c.server.max_connections {
+        fail(
+            "server.workers",
+            "must not exceed server.max_connections (each worker serves its share)".into(),
+        );
     }
     if c.server.max_header_bytes < MIN_HEADER_BYTES {
         fail(
@@ -385,6 +400,11 @@ mod tests {
                 c.backoff.default_retry_after = Duration::ZERO
             }),
             ("server.max_connections", |c| c.server.max_connections = 0),
+            ("server.workers", |c| c.server.workers = 1025),
+            ("server.workers", |c| {
+                c.server.max_connections = 2;
+                c.server.workers = 3
+            }),
             ("upstream.max_concurrent", |c| c.upstream.max_concurrent = 0),
             ("cache.max_waiters", |c| c.cache.max_waiters = 0),
             ("server.max_header_bytes", |c| {

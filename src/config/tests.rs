@@ -174,6 +174,7 @@ fn every_key() -> String {
 [server]
 listen = "127.0.0.1:18080"
 max_connections = 5
+workers = 2
 header_read_timeout = "11s"
 max_header_bytes = 9000
 shutdown_grace = "31s"

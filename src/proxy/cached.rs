@@ -57,21 +57,25 @@ impl From<FetchError> for GatewayError {
     }
 }
 
-/// Serve one request of a cacheable route (GET or HEAD).
-pub async fn serve(
-    state: &Arc<State>,
-    parts: &Parts,
-    matched: Matched<'_>,
-    conn: ConnInfo,
-) -> Answer {
-    let answer = answer(state, parts, matched, conn).await;
-    state
-        .metrics
-        .cached_route_request(matched.index, &answer.1, answer.0.status());
-    answer
+/// What [`first_look`] left to do, asynchronously.
+pub enum Rest {
+    /// No credential: the upstream answers (401); the query was valid.
+    Anonymous,
+    /// Keyed, and looked up in this gateway's memory (L1) without finding a fresh copy;
+    /// `local` is what was there. The shared tier, fills, stale answers and long-polls follow.
+    Keyed {
+        key: CacheKey,
+        credential: Credential,
+        local: Option<Arc<Entry>>,
+        /// The configuration the key was built under; the request finishes under it.
+        config: Arc<Config>,
+    },
 }
 
-async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: ConnInfo) -> Answer {
+/// The synchronous part of a request of a cacheable route (GET or HEAD): validate, key,
+/// and look in L1. A fresh hit (and a 422) is answered here, with no future at all: the
+/// hit path is plain calls. Everything else is [`rest`]'s.
+pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Result<Answer, Rest> {
     let raw_query = parts.uri.query();
     let rejected = |rejection| {
         let outcome = Outcome::Rejected;
@@ -80,16 +84,13 @@ async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: C
     };
     let Some(credential) = state.fingerprints.credential(&parts.headers) else {
         // Validated all the same: a bad query is a 422 whoever asks.
-        if let Err(rejection) = canonicalize(matched.route.params, raw_query) {
-            return rejected(rejection);
-        }
-        // Anonymous requests are not ours to cache: the upstream answers them (401).
-        let outcome = Outcome::Bypass;
-        // Boxed, like every relay: it must not size the hit path's future.
-        let res = Box::pin(passthrough::forward_without_body(state, parts, conn)).await;
-        return (respond::with_outcome(res, &outcome), outcome);
+        return match canonicalize(matched.route.params, raw_query) {
+            Err(rejection) => Ok(rejected(rejection)),
+            Ok(_) => Err(Rest::Anonymous),
+        };
     };
-    let config = state.config.load_full();
+    // Borrowed, not counted: a fresh hit never touches the configuration's reference count.
+    let config = state.config.load();
     // The canonical query is written straight into the key: one allocation per request.
     let key = CacheKey::build(
         &credential,
@@ -102,26 +103,68 @@ async fn answer(state: &Arc<State>, parts: &Parts, matched: Matched<'_>, conn: C
     );
     let key = match key {
         Ok(key) => key,
-        Err(rejection) => return rejected(rejection),
+        Err(rejection) => return Ok(rejected(rejection)),
     };
-    let request = CachedRequest {
-        state,
-        config,
-        parts,
-        matched,
+    if long_poll(&parts.headers).is_some() {
+        return Err(Rest::Keyed {
+            key,
+            credential,
+            local: None,
+            config: arc_swap::Guard::into_inner(config),
+        });
+    }
+    let local = state.cache.get_local(&key);
+    if let Some(entry) = &local {
+        let now = Instant::now();
+        if let Freshness::Fresh(left) = state.cache.policy().judge(entry, now) {
+            let request = CachedRequest::new(state, &config, parts, matched, key, credential);
+            return Ok(request.cached(entry, Outcome::Hit { left }, now));
+        }
+    }
+    Err(Rest::Keyed {
         key,
         credential,
-        if_none_match: parts.headers.get(header::IF_NONE_MATCH),
+        local,
+        // Only a request that goes on takes its own reference to the configuration.
+        config: arc_swap::Guard::into_inner(config),
+    })
+}
+
+/// The rest of a request [`first_look`] could not answer.
+pub async fn rest(
+    state: &Arc<State>,
+    parts: &Parts,
+    matched: Matched<'_>,
+    conn: ConnInfo,
+    rest: Rest,
+) -> Answer {
+    let (key, credential, local, config) = match rest {
+        Rest::Anonymous => {
+            // Anonymous requests are not ours to cache: the upstream answers them (401).
+            let outcome = Outcome::Bypass;
+            let res = passthrough::forward_without_body(state, parts, conn).await;
+            return (respond::with_outcome(res, &outcome), outcome);
+        }
+        Rest::Keyed {
+            key,
+            credential,
+            local,
+            config,
+        } => (key, credential, local, config),
     };
-    // `Prefer` is only looked at when there is an ETag to wait on.
-    let long_poll = request
-        .if_none_match
-        .and_then(|etag| Some((etag.clone(), prefer_wait(&parts.headers)?)));
-    match long_poll {
-        // Boxed: the held request's large state machine stays off the hit path's future.
-        Some((etag, wait)) => Box::pin(request.long_poll(etag, wait)).await,
-        None => request.serve().await,
+    let request = CachedRequest::new(state, &config, parts, matched, key, credential);
+    match long_poll(&parts.headers) {
+        // Boxed: the held request's large state machine stays off the miss path's future.
+        Some((etag, wait)) => Box::pin(request.long_poll(etag.clone(), wait)).await,
+        None => request.serve(local).await,
     }
+}
+
+/// A long-poll's `If-None-Match` and `Prefer: wait`; `Prefer` is only looked at when
+/// there is an ETag to wait on.
+fn long_poll(headers: &HeaderMap) -> Option<(&HeaderValue, Duration)> {
+    let etag = headers.get(header::IF_NONE_MATCH)?;
+    Some((etag, prefer_wait(headers)?))
 }
 
 /// `Prefer: wait=N` (RFC 7240), in seconds.
@@ -145,7 +188,7 @@ struct CachedRequest<'a> {
     state: &'a Arc<State>,
     /// The configuration in force when the request arrived: a reload does not change it
     /// under a request (freshness excepted: it is judged by the policy in force).
-    config: Arc<Config>,
+    config: &'a Arc<Config>,
     parts: &'a Parts,
     matched: Matched<'a>,
     key: CacheKey,
@@ -153,7 +196,26 @@ struct CachedRequest<'a> {
     if_none_match: Option<&'a HeaderValue>,
 }
 
-impl CachedRequest<'_> {
+impl<'a> CachedRequest<'a> {
+    fn new(
+        state: &'a Arc<State>,
+        config: &'a Arc<Config>,
+        parts: &'a Parts,
+        matched: Matched<'a>,
+        key: CacheKey,
+        credential: Credential,
+    ) -> Self {
+        CachedRequest {
+            state,
+            config,
+            parts,
+            matched,
+            key,
+            credential,
+            if_none_match: parts.headers.get(header::IF_NONE_MATCH),
+        }
+    }
+
     /// Serve the entry's gzip representation? Only parsed when the entry has one.
     fn gzip_ok(&self, entry: &Entry) -> bool {
         entry.gzip.is_some() && respond::accepts_gzip(&self.parts.headers)
@@ -193,10 +255,12 @@ impl CachedRequest<'_> {
         entry.filter(|e| self.state.cache.policy().usable(e, now))
     }
 
-    async fn serve(&self) -> Answer {
+    /// After an L1 look that found `local` (not fresh): L2, then stale-while-revalidate,
+    /// or a fill.
+    async fn serve(&self, local: Option<Arc<Entry>>) -> Answer {
         let state = self.state;
+        let cached = state.cache.get_after(&self.key, local).await;
         let now = Instant::now();
-        let cached = state.cache.get(&self.key).await;
         if let Some(entry) = &cached {
             match state.cache.policy().judge(entry, now) {
                 Freshness::Fresh(left) => {
@@ -221,7 +285,7 @@ impl CachedRequest<'_> {
     fn fill(&self) -> Fill {
         Fill::new(
             self.state,
-            &self.config,
+            self.config,
             self.key.clone(),
             self.credential,
             self.matched,

@@ -15,7 +15,9 @@ mod passthrough;
 mod respond;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -67,6 +69,25 @@ struct State {
     shutdown: Shutdown,
     /// `None` when `log.access_log` is off.
     access_log: Option<AccessLog>,
+}
+
+/// The response to one request: ready at once (a fresh hit, a 422), or a boxed future
+/// for everything that waits. A hit's "future" is the response itself, so nothing the size
+/// of the miss path's state machine is built or moved per hit.
+pub enum Handled {
+    Now(std::future::Ready<Response<ResponseBody>>),
+    Later(Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>),
+}
+
+impl Future for Handled {
+    type Output = Response<ResponseBody>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Handled::Now(ready) => Pin::new(ready).poll(cx),
+            Handled::Later(later) => later.as_mut().poll(cx),
+        }
+    }
 }
 
 /// The gateway: cheap to clone, one per process.
@@ -139,14 +160,10 @@ impl Gateway {
 
     /// Serve one client request.
     ///
-    /// Not an `async fn`: the request is taken apart before the future is made, so
-    /// the future does not carry the request and its parts both (it is created and
-    /// moved on every request; smaller is cheaper).
-    pub fn handle<B>(
-        &self,
-        req: Request<B>,
-        conn: ConnInfo,
-    ) -> impl Future<Output = Response<ResponseBody>> + Send + '_
+    /// Not an `async fn`: a fresh hit (the product) is answered synchronously, before any
+    /// future is made, and comes back as a ready [`Handled`]; everything that must wait
+    /// (relays, misses, stale refreshes, long-polls) is one boxed future that owns what it needs.
+    pub fn handle<B>(&self, req: Request<B>, conn: ConnInfo) -> Handled
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -154,19 +171,51 @@ impl Gateway {
         // Timed only when an access line will be written.
         let started = self.state.access_log.is_some().then(Instant::now);
         let (parts, body) = req.into_parts();
-        async move {
-            let Some(matched) = route::match_read(&parts.method, parts.uri.path()) else {
-                // Boxed: the relay's state (an upstream exchange) is large, and inline it
-                // would make every request's future, hits included, that large to move.
-                return Box::pin(self.relay(parts, body, conn, started)).await;
+        let Some(matched) = route::match_read(&parts.method, parts.uri.path()) else {
+            let this = self.clone();
+            return Handled::Later(Box::pin(async move {
+                this.relay(parts, body, conn, started).await
+            }));
+        };
+        // A cached route reads no request body.
+        drop(body);
+        let rest = match cached::first_look(&self.state, &parts, matched) {
+            Ok(answer) => {
+                return Handled::Now(std::future::ready(
+                    self.finish(&parts, conn, matched, answer, started),
+                ))
+            }
+            Err(rest) => rest,
+        };
+        // The future owns the request; the route's id is copied out of the path it borrows.
+        let (route, index) = (matched.route, matched.index);
+        let id: Option<Box<str>> = matched.id.map(Box::from);
+        let this = self.clone();
+        Handled::Later(Box::pin(async move {
+            let matched = Matched {
+                route,
+                index,
+                id: id.as_deref(),
             };
-            // A cached route reads no request body.
-            drop(body);
-            let (response, outcome) = cached::serve(&self.state, &parts, matched, conn).await;
-            let route = matched.route.name;
-            self.access_log(&parts, conn, route, &response, outcome, started);
-            response
-        }
+            let answer = cached::rest(&this.state, &parts, matched, conn, rest).await;
+            this.finish(&parts, conn, matched, answer, started)
+        }))
+    }
+
+    /// Count and log an answer of a cacheable route.
+    fn finish(
+        &self,
+        parts: &Parts,
+        conn: ConnInfo,
+        matched: Matched<'_>,
+        (response, outcome): (Response<ResponseBody>, Outcome),
+        started: Option<Instant>,
+    ) -> Response<ResponseBody> {
+        self.state
+            .metrics
+            .cached_route_request(matched.index, &outcome, response.status());
+        self.access_log(parts, conn, matched.route.name, &response, outcome, started);
+        response
     }
 
     /// Everything that is not a cacheable read: relayed to the upstream.
@@ -239,7 +288,10 @@ impl Gateway {
     /// was answered. `None` when the request is not for one. For benches.
     pub async fn handle_items(&self, parts: &Parts) -> Option<(Response<ResponseBody>, Outcome)> {
         let matched: Matched<'_> = route::match_read(&parts.method, parts.uri.path())?;
-        Some(cached::serve(&self.state, parts, matched, ConnInfo::local()).await)
+        Some(match cached::first_look(&self.state, parts, matched) {
+            Ok(answer) => answer,
+            Err(rest) => cached::rest(&self.state, parts, matched, ConnInfo::local(), rest).await,
+        })
     }
 
     fn access_log(

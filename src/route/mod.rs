@@ -11,6 +11,7 @@
 //! the key; unknown parameters are kept too (in the key and upstream), since
 //! pollgate cannot know they do not matter.
 
+mod memo;
 pub mod query;
 pub mod table;
 pub mod terminal;

@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 
 use pydantic_lax::{expected_list, int, uuid};
 
+use super::memo;
+
 /// One query parameter of a route, as the API's published schema describes it.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
@@ -123,7 +125,7 @@ impl QueryRejection {
 /// Validate and canonicalize a raw (still percent-encoded) query string against `params`.
 pub fn canonicalize(params: &[Param], raw: Option<&str>) -> Result<String, QueryRejection> {
     let mut out = String::new();
-    canonicalize_into(params, raw, &mut out)?;
+    canonicalize_fresh(params, raw.unwrap_or(""), &mut out)?;
     Ok(out)
 }
 
@@ -137,11 +139,24 @@ const PLAIN_PAIRS: usize = 16;
 /// the raw text with no allocation; anything else is decoded and re-encoded in full.
 /// Both paths give the same result (see the tests).
 pub fn canonicalize_into(
-    params: &[Param],
+    params: &'static [Param],
     raw: Option<&str>,
     out: &mut String,
 ) -> Result<(), QueryRejection> {
     let raw = raw.unwrap_or("");
+    if memo::recall(params, raw, out) {
+        return Ok(());
+    }
+    let start = out.len();
+    canonicalize_fresh(params, raw, out)?;
+    if let Some(canon) = out.get(start..) {
+        memo::remember(params, raw, canon);
+    }
+    Ok(())
+}
+
+/// [`canonicalize_into`] without the memo.
+fn canonicalize_fresh(params: &[Param], raw: &str, out: &mut String) -> Result<(), QueryRejection> {
     let start = out.len();
     let mut plain = [("", ""); PLAIN_PAIRS];
     if let Some(n) = split_plain(params, raw, &mut plain) {
@@ -264,6 +279,12 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
             )),
         },
         Kind::Int { min, max } => {
+            // Fast path for what pollers send: plain digits, canonical already, in bounds.
+            if let Some(n) = plain_int(value) {
+                if min.is_none_or(|m| n >= m) && max.is_none_or(|m| n <= m) {
+                    return Ok(Cow::Borrowed(value));
+                }
+            }
             let n = int::parse(value).map_err(|e| err(e.kind(), Cow::Borrowed(e.msg()), None))?;
             if let Some(min) = min.filter(|m| n.cmp_i64(*m) == Ordering::Less) {
                 return Err(err(
@@ -282,6 +303,18 @@ fn normalize<'v>(param: &Param, value: &'v str) -> Result<Cow<'v, str>, FieldErr
             Ok(n.canonical())
         }
     }
+}
+
+/// `value` as an `i64` when it is already in canonical form: 1 to 18 ASCII digits, with
+/// no leading zero (unless it is `0`). Anything else takes pydantic's full lax parse.
+fn plain_int(value: &str) -> Option<i64> {
+    let b = value.as_bytes();
+    if b.is_empty() || b.len() > 18 || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    b.iter().try_fold(0i64, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+    })
 }
 
 /// Why a value is not one of `allowed`: pydantic's error type, message and context.
@@ -524,6 +557,90 @@ mod tests {
                 _ => panic!("{q}: fast {fast:?}, general {slow:?}"),
             }
         }
+    }
+
+    #[test]
+    fn the_plain_int_fast_path_agrees_with_pydantic() {
+        let samples = [
+            "0",
+            "1",
+            "9",
+            "10",
+            "100",
+            "1000",
+            "1001",
+            "00",
+            "01",
+            "007",
+            "-1",
+            "+5",
+            " 5",
+            "5.0",
+            "1_000",
+            "",
+            "a",
+            "999999999999999999",
+            "1000000000000000000",
+            "12345678901234567890",
+            "1e3",
+            "٣",
+        ];
+        for s in samples {
+            let general = int::parse(s)
+                .ok()
+                .map(|n| (n.canonical().into_owned(), n.saturating_i64()));
+            // Whenever the fast path answers, pydantic agrees on the value and the spelling;
+            // refusing is always safe (the full parse decides).
+            if let Some(n) = plain_int(s) {
+                assert_eq!(general, Some((s.to_owned(), n)), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_memo_gives_what_a_fresh_canonicalization_gives() {
+        const BARE: &[Param] = &[Param::scalar(
+            "limit",
+            Kind::Int {
+                min: None,
+                max: None,
+            },
+        )];
+        let queries = [
+            "limit=10",
+            "offset=5&limit=10",
+            "limit=%2B5",
+            "limit=0",
+            "limit=abc",
+            "status=failed&status=pending",
+            "",
+            "x=1",
+            &"a".repeat(100),
+            &format!("limit=7&zz={}", "b".repeat(120)),
+        ];
+        let into = |params: &'static [Param], q: &str| {
+            let mut out = String::from("prefix:");
+            canonicalize_into(params, Some(q), &mut out).map(|()| out)
+        };
+        // Three rounds over more queries than the memo has slots: first fresh, then
+        // remembered or replaced, always the same answer.
+        for _ in 0..3 {
+            for q in queries
+                .iter()
+                .chain(&["limit=1", "limit=2", "limit=3", "limit=4"])
+            {
+                for params in [PARAMS, BARE] {
+                    let fresh = canonicalize(params, Some(q)).map(|c| format!("prefix:{c}"));
+                    assert_eq!(into(params, q), fresh, "{q:?}");
+                }
+            }
+        }
+        // One raw text, two routes: remembered per route.
+        assert_eq!(
+            into(PARAMS, "limit=9").as_deref(),
+            Ok("prefix:limit=9&offset=0")
+        );
+        assert_eq!(into(BARE, "limit=9").as_deref(), Ok("prefix:limit=9"));
     }
 
     #[test]

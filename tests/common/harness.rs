@@ -72,7 +72,12 @@ impl Harness {
         let mut config = test_config(upstream);
         tweak(&mut config);
         config.validate().expect("test config valid");
-        let listener = loopback_listener();
+        let listener = if config.server.workers > 0 {
+            let any = "127.0.0.1:0".parse().expect("addr");
+            pollgate::server::bind_shared(any, "test").expect("bind")
+        } else {
+            loopback_listener()
+        };
         let admin = loopback_listener();
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");

@@ -183,3 +183,78 @@ async fn connections_beyond_the_limit_wait_until_one_closes() {
         String::from_utf8_lossy(&buf[..n])
     );
 }
+
+/// One request on a fresh connection (`Connection: close`); the status and `Cache-Status`.
+async fn get_on_new_connection(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut raw = TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        bearer(TOKEN_A)
+    );
+    raw.write_all(head.as_bytes()).await.expect("write");
+    let mut buf = Vec::new();
+    raw.read_to_end(&mut buf).await.expect("read");
+    let text = String::from_utf8_lossy(&buf);
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let cache_status = text
+        .lines()
+        .find_map(|l| l.strip_prefix("cache-status: "))
+        .unwrap_or("")
+        .to_owned();
+    (status, cache_status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_core_workers_share_one_cache_and_one_fill() {
+    let (h, gate) = Harness::start_gated(|c| c.server.workers = 2).await;
+    // Both event loops run, each on its own thread (names as `ps -L` shows them).
+    let workers = || {
+        std::fs::read_dir("/proc/self/task")
+            .into_iter()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("pg-worker-"))
+            .count()
+    };
+    assert!(
+        wait_until(secs(5), || workers() == 2).await,
+        "server.workers = 2 starts two worker threads (saw {})",
+        workers()
+    );
+    // 40 clients on 40 connections (the kernel spreads them over both workers' sockets)
+    // ask for one cold page while the upstream is held: one fill answers all of them.
+    gate.close();
+    let path = items_path(JOB_A, "limit=10");
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (addr, path) = (h.addr, path.clone());
+            tokio::spawn(async move { get_on_new_connection(addr, &path).await })
+        })
+        .collect();
+    metric_reaches(&h, "pollgate_coalesced_waiters_total", 39.0, secs(10)).await;
+    gate.open();
+    let answers = join_all_within(secs(10), tasks).await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "{answers:?}"
+    );
+    assert_eq!(
+        h.sim
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/items"))
+            .count(),
+        1,
+        "one upstream request for the whole burst, whichever worker accepted each client"
+    );
+    // Later clients, on new connections and so on either worker, hit the one cache.
+    for _ in 0..10 {
+        let (status, cache_status) = get_on_new_connection(h.addr, &path).await;
+        assert_eq!(status, 200);
+        assert!(cache_status.contains("hit"), "{cache_status}");
+    }
+    h.shutdown().await.expect("every worker drains and stops");
+}

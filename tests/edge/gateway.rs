@@ -47,7 +47,12 @@ impl Edge {
             FlagValues::default(),
         );
         let loaded = config::load(&sources).expect("test config loads");
-        let listener = loopback_listener();
+        let listener = if loaded.config.server.workers > 0 {
+            let any = "127.0.0.1:0".parse().expect("addr");
+            pollgate::server::bind_shared(any, "test").expect("bind")
+        } else {
+            loopback_listener()
+        };
         let admin = loopback_listener();
         let addr = listener.local_addr().expect("addr");
         let admin_addr = admin.local_addr().expect("addr");

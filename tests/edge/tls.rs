@@ -89,6 +89,32 @@ async fn https_serves_h2_and_http1_on_one_port_by_alpn() {
 }
 
 #[tokio::test]
+async fn https_works_with_per_core_workers() {
+    let pki = Pki::new("edge CA");
+    let dir = TempDir::new("tls-workers");
+    install(&dir, &pki.server("first"));
+    let toml = format!("[server]\nworkers = 2\n{}", tls_section(&dir, ""));
+    let e = Edge::start(dir, &toml).await;
+    let auth = auth();
+    let path = items_path(JOB_A, "limit=5");
+    // Several connections, so both workers' sockets take some.
+    for _ in 0..6 {
+        let stream = ClientTls::new(&pki.ca_pem)
+            .connect(e.addr)
+            .await
+            .expect("TLS");
+        let mut conn = Conn::open(stream).await;
+        let r = conn
+            .get(&path, &[("authorization", &auth)])
+            .await
+            .expect("GET");
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.version, Version::HTTP_2);
+    }
+    e.shutdown().await;
+}
+
+#[tokio::test]
 async fn mtls_refuses_a_client_without_a_certificate_and_serves_one_with() {
     let pki = Pki::new("edge CA");
     let clients = Pki::new("client CA");
