@@ -21,7 +21,7 @@ use super::passthrough;
 use super::respond;
 use super::State;
 use crate::body::ResponseBody;
-use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Role};
+use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Policy, Role};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::error::GatewayError;
@@ -116,7 +116,8 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
     let local = state.cache.get_local(&key);
     if let Some(entry) = &local {
         let now = Instant::now();
-        if let Freshness::Fresh(left) = state.cache.policy().judge(entry, now) {
+        // The policy of the configuration already loaded: one snapshot read per hit.
+        if let Freshness::Fresh(left) = Policy::new(&config.cache).judge(entry, now) {
             let request = CachedRequest::new(state, &config, parts, matched, key, credential);
             return Ok(request.cached(entry, Outcome::Hit { left }, now));
         }
