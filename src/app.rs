@@ -1,4 +1,5 @@
-//! The composition root: the gateway on the client listener and the admin API on the admin listener.
+//! The composition root: the gateway on the client listener and the admin API on the admin
+//! listener, each over TLS when configured, and the reloader that changes them live.
 //!
 //! Neither the accept loop ([`crate::server`]) nor the request flow
 //! ([`crate::proxy`]) knows the admin API exists; this module is the one place
@@ -6,18 +7,31 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
-use crate::admin::Admin;
-use crate::config::Config;
+use crate::admin::{Access, Admin, Control, PurgeTarget, Readiness, ReloadAnswer, SharedAccess};
+use crate::config::{Config, Sources};
 use crate::key::FingerprintKey;
 use crate::proxy::{Gateway, SetupError};
+use crate::reload::Reloader;
 use crate::server::{self, Limits};
 use crate::shutdown::Shutdown;
+use crate::telemetry::LogFilter;
+use crate::tls::{Terminator, TlsError};
 
 /// Connections the admin listener serves at once: probes and a scraper need
 /// a handful, and a flood of admin connections must not cost unbounded memory.
 const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Gateway(#[from] SetupError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
 
 /// A configured gateway, ready to serve.
 pub struct App {
@@ -26,26 +40,70 @@ pub struct App {
     /// `server.workers`: 0 serves clients on the caller's runtime.
     workers: usize,
     shutdown: Shutdown,
+    client_tls: Option<Arc<Terminator>>,
+    admin_tls: Option<Arc<Terminator>>,
+    access: SharedAccess,
+    reloader: Option<Arc<Reloader>>,
 }
 
 impl App {
     /// Build the gateway for `config`. `fingerprints` keys credential
     /// fingerprints ([`FingerprintKey::for_config`]: the fleet's, or random for one process).
-    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, SetupError> {
+    pub fn new(config: Config, fingerprints: FingerprintKey) -> Result<App, StartError> {
         let shutdown = Shutdown::new();
         let limits = Limits::from_config(&config.server);
         let workers = config.server.workers;
+        let access = Arc::new(ArcSwap::from_pointee(Access::from_config(&config.admin)));
+        let (server_tls, admin_tls) = (config.server.tls.clone(), config.admin.tls.clone());
         let gateway = Gateway::new(config, fingerprints, shutdown.clone())?;
+        let metrics = gateway.metrics();
+        let client_tls = server_tls
+            .map(|t| Terminator::new("server.tls", &t, metrics.handshake_failures("server")))
+            .transpose()?;
+        let admin_tls = admin_tls
+            .map(|t| Terminator::new("admin.tls", &t, metrics.handshake_failures("admin")))
+            .transpose()?;
         Ok(App {
             gateway,
             limits,
             workers,
             shutdown,
+            client_tls,
+            admin_tls,
+            access,
+            reloader: None,
         })
+    }
+
+    /// Make the app reloadable (SIGHUP, `POST /reload`, TLS file changes) by re-reading
+    /// `sources`, the sources its configuration was loaded from; `log_filter` follows
+    /// `log.filter`. Needs a tokio runtime (it starts watching the TLS files).
+    pub fn reloadable(mut self, sources: Sources, log_filter: Option<LogFilter>) -> App {
+        let tls = self
+            .client_tls
+            .iter()
+            .chain(&self.admin_tls)
+            .cloned()
+            .collect();
+        let reloader = Reloader::new(
+            sources,
+            self.gateway.clone(),
+            tls,
+            self.access.clone(),
+            log_filter,
+        );
+        reloader.watch_certificates();
+        self.reloader = Some(reloader);
+        self
     }
 
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// The reloader, once [`reloadable`](Self::reloadable).
+    pub fn reloader(&self) -> Option<&Arc<Reloader>> {
+        self.reloader.as_ref()
     }
 
     /// Triggering this stops both listeners and drains.
@@ -61,7 +119,11 @@ impl App {
         admin: Option<TcpListener>,
     ) -> std::io::Result<()> {
         let admin_task = admin.map(|listener| {
-            let api = Admin::new(Arc::new(self.gateway.clone()));
+            let console = Console {
+                gateway: self.gateway.clone(),
+                reloader: self.reloader.clone(),
+            };
+            let api = Admin::new(Arc::new(console), self.access.clone());
             let limits = Limits {
                 max_connections: ADMIN_MAX_CONNECTIONS.min(self.limits.max_connections),
                 ..self.limits
@@ -69,6 +131,7 @@ impl App {
             tokio::spawn(server::serve(
                 listener,
                 limits,
+                self.admin_tls.clone(),
                 self.shutdown.clone(),
                 move |req, _conn| {
                     let api = api.clone();
@@ -76,8 +139,18 @@ impl App {
                 },
             ))
         });
+        let tls = self.client_tls.clone();
         let result = match self.workers {
-            0 => serve_clients(self.gateway.clone(), client, self.limits, &self.shutdown).await,
+            0 => {
+                serve_clients(
+                    self.gateway.clone(),
+                    client,
+                    self.limits,
+                    tls,
+                    &self.shutdown,
+                )
+                .await
+            }
             n => self.serve_per_core(client, n).await,
         };
         if let Some(task) = admin_task {
@@ -112,6 +185,7 @@ impl App {
             let (tx, rx) = tokio::sync::oneshot::channel();
             let gateway = self.gateway.clone();
             let shutdown = self.shutdown.clone();
+            let tls = self.client_tls.clone();
             std::thread::Builder::new()
                 .name(format!("pg-worker-{i}"))
                 .spawn(move || {
@@ -121,7 +195,7 @@ impl App {
                         .and_then(|rt| {
                             rt.block_on(async {
                                 let listener = TcpListener::from_std(listener)?;
-                                serve_clients(gateway, listener, limits, &shutdown).await
+                                serve_clients(gateway, listener, limits, tls, &shutdown).await
                             })
                         });
                     if let Err(e) = &served {
@@ -146,15 +220,43 @@ impl App {
     }
 }
 
-/// The client listener's accept loop, every request through `gateway`.
+/// The client listener's accept loop (over TLS with `tls`), every request through `gateway`.
 async fn serve_clients(
     gateway: Gateway,
     listener: TcpListener,
     limits: Limits,
+    tls: Option<Arc<Terminator>>,
     shutdown: &Shutdown,
 ) -> std::io::Result<()> {
-    server::serve(listener, limits, shutdown.clone(), move |req, conn| {
+    server::serve(listener, limits, tls, shutdown.clone(), move |req, conn| {
         gateway.handle(req, conn)
     })
     .await
+}
+
+/// What the admin API controls: the gateway, and the reloader when there is one.
+struct Console {
+    gateway: Gateway,
+    reloader: Option<Arc<Reloader>>,
+}
+
+impl Control for Console {
+    async fn purge(&self, target: PurgeTarget<'_>) {
+        self.gateway.purge(target).await;
+    }
+
+    fn readiness(&self) -> Readiness {
+        self.gateway.readiness()
+    }
+
+    async fn metrics_text(&self) -> String {
+        self.gateway.metrics_text().await
+    }
+
+    async fn reload(&self) -> ReloadAnswer {
+        match &self.reloader {
+            Some(r) => r.reload_for_admin().await,
+            None => ReloadAnswer::Unsupported,
+        }
+    }
 }

@@ -35,11 +35,13 @@ pub mod key;
 pub mod metrics;
 pub mod outcome;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod shield;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use app::App;

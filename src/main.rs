@@ -5,12 +5,14 @@
 //! not repeat them.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use pollgate::cli::{Cli, Command};
 use pollgate::config::{self, Sources};
 use pollgate::key::FingerprintKey;
+use pollgate::reload::Reloader;
 use pollgate::{server, telemetry, App, Config};
 
 fn main() -> ExitCode {
@@ -32,8 +34,8 @@ fn main() -> ExitCode {
         print!("{}", loaded.to_toml());
         return ExitCode::SUCCESS;
     }
-    telemetry::init(loaded.config.log.format);
-    match run(loaded.config, &sources) {
+    let log_filter = telemetry::init(loaded.config.log.format, &loaded.config.log.filter);
+    match run(loaded.config, sources, log_filter) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("pollgate: {e:#}");
@@ -43,38 +45,84 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn run(config: Config, sources: &Sources) -> anyhow::Result<()> {
+async fn run(
+    config: Config,
+    sources: Sources,
+    log_filter: Option<telemetry::LogFilter>,
+) -> anyhow::Result<()> {
     let listener = if config.server.workers > 0 {
         server::bind_shared(config.server.listen, "server.listen")?
     } else {
         server::bind(config.server.listen, "server.listen")?
     };
     let admin = server::bind(config.admin.listen, "admin.listen")?;
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        admin = %admin.local_addr()?,
-        upstream = %config.upstream.url,
-        fleet = config.fleet.enabled(),
-        ttl_ms = config.cache.ttl.as_millis() as u64,
-        config = %sources.file(),
-        "pollgate started"
-    );
-    if !config.admin.listen.ip().is_loopback() {
-        tracing::warn!(
-            admin = %config.admin.listen,
-            "the admin listener has no authentication and can purge the cache: keep it on a private interface"
-        );
-    }
+    let started = Started {
+        listen: listener.local_addr()?,
+        admin: admin.local_addr()?,
+        tls: config.server.tls.is_some(),
+        admin_tls: config.admin.tls.is_some(),
+        admin_token: config.admin.token.is_some(),
+        admin_exposed: !config.admin.listen.ip().is_loopback(),
+        upstream: config.upstream.url.to_string(),
+        fleet: config.fleet.enabled(),
+        ttl_ms: config.cache.ttl.as_millis() as u64,
+        config: sources.file().to_string(),
+    };
     let fingerprints = FingerprintKey::for_config(&config);
-    let app = App::new(config, fingerprints).context("cannot set up the gateway")?;
+    let app = App::new(config, fingerprints)
+        .context("cannot set up the gateway")?
+        .reloadable(sources, log_filter);
+    // Logged once everything is set up: a failure above is reported once, on stderr.
+    started.log();
     app.shutdown().trigger_on(shutdown_signal());
-    reopen_logs_on_sighup(app.gateway().clone());
+    if let Some(reloader) = app.reloader() {
+        on_sighup(app.gateway().clone(), reloader.clone());
+    }
     app.serve(listener, Some(admin)).await?;
     Ok(())
 }
 
-/// On SIGHUP, reopen the access log file (logrotate moved it).
-fn reopen_logs_on_sighup(gateway: pollgate::Gateway) {
+/// What the start line says.
+struct Started {
+    listen: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    tls: bool,
+    admin_tls: bool,
+    admin_token: bool,
+    admin_exposed: bool,
+    upstream: String,
+    fleet: bool,
+    ttl_ms: u64,
+    config: String,
+}
+
+impl Started {
+    fn log(&self) {
+        tracing::info!(
+            listen = %self.listen,
+            tls = self.tls,
+            admin = %self.admin,
+            admin_tls = self.admin_tls,
+            admin_token = self.admin_token,
+            upstream = %self.upstream,
+            fleet = self.fleet,
+            ttl_ms = self.ttl_ms,
+            config = %self.config,
+            "pollgate started"
+        );
+        if self.admin_exposed && !self.admin_token {
+            // Only with admin.allow_unauthenticated = true (the loader refuses it otherwise).
+            tracing::warn!(
+                admin = %self.admin,
+                "the admin listener has no token and can purge the cache and reload the configuration: keep it on a private interface"
+            );
+        }
+    }
+}
+
+/// On SIGHUP, reopen the access log file (logrotate moved it) and reload the configuration
+/// and the certificates.
+fn on_sighup(gateway: pollgate::Gateway, reloader: Arc<Reloader>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -85,13 +133,18 @@ fn reopen_logs_on_sighup(gateway: pollgate::Gateway) {
             }
         };
         while hup.recv().await.is_some() {
-            let gateway = gateway.clone();
-            let _ = tokio::task::spawn_blocking(move || gateway.reopen_access_log()).await;
-            tracing::info!("SIGHUP: access log reopened");
+            let (gateway, reloader) = (gateway.clone(), reloader.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                // Logs its own outcome. First, so the reopen below logs under the new filter.
+                let _ = reloader.reload("SIGHUP");
+                gateway.reopen_access_log();
+                tracing::info!("SIGHUP: access log reopened");
+            })
+            .await;
         }
     });
     #[cfg(not(unix))]
-    drop(gateway);
+    drop((gateway, reloader));
 }
 
 /// SIGINT or SIGTERM.

@@ -69,12 +69,39 @@ pub struct Metrics {
     pub long_polls_waiting: Gauge,
     pub cache_entries: Gauge,
     pub cache_bytes: Gauge,
+    /// `cache.capacity_bytes`, so "how full" is one division in a query.
+    pub cache_capacity_bytes: Gauge,
     pub fetches_in_flight: Gauge,
     pub upstream_in_flight: Gauge,
     pub backoffs_active: Gauge,
     pub purges: Counter,
     pub access_log_dropped: Counter,
     pub fleet: FleetMetrics,
+    reloads: Family<ResultOnly, Counter>,
+    /// Unix time of the last configuration load that took effect (start-up counts).
+    last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    tls_reloads: Family<ResultOnly, Counter>,
+    tls_handshake_failures: Family<HandshakeLabels, Counter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultOnly {
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabels {
+    listener: &'static str,
+    reason: &'static str,
+}
+
+/// Failed TLS handshakes of one listener, by reason.
+#[derive(Debug, Clone, Default)]
+pub struct HandshakeFailures {
+    /// The client did not finish in time (`handshake_timeout`).
+    pub timeout: Counter,
+    /// The handshake failed: no shared protocol, a refused client certificate, garbage.
+    pub error: Counter,
 }
 
 /// What the shared Redis tier did (all zero without `[fleet]`).
@@ -253,12 +280,17 @@ impl Metrics {
             long_polls_waiting: Gauge::default(),
             cache_entries: Gauge::default(),
             cache_bytes: Gauge::default(),
+            cache_capacity_bytes: Gauge::default(),
             fetches_in_flight: Gauge::default(),
             upstream_in_flight: Gauge::default(),
             backoffs_active: Gauge::default(),
             purges: Counter::default(),
             access_log_dropped: Counter::default(),
             fleet: FleetMetrics::new(),
+            reloads: Family::default(),
+            last_reload_success: Gauge::default(),
+            tls_reloads: Family::default(),
+            tls_handshake_failures: Family::default(),
             registry,
         };
         let mut m = m;
@@ -309,6 +341,11 @@ impl Metrics {
             m.cache_bytes.clone(),
         );
         r.register(
+            "cache_capacity_bytes",
+            "The cache's memory bound in bytes (cache.capacity_bytes)",
+            m.cache_capacity_bytes.clone(),
+        );
+        r.register(
             "fetches_in_flight",
             "Coalesced cache fills in flight",
             m.fetches_in_flight.clone(),
@@ -334,7 +371,72 @@ impl Metrics {
             m.access_log_dropped.clone(),
         );
         m.fleet.register(r);
+        r.register(
+            "config_reloads",
+            "Configuration reloads (SIGHUP or POST /reload) by result: success or failure",
+            m.reloads.clone(),
+        );
+        r.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time the configuration in force was loaded (start-up or last good reload)",
+            m.last_reload_success.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Certificate reloads (signal, file change or config reload) by result",
+            m.tls_reloads.clone(),
+        );
+        r.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed, by listener (server, admin) and reason (timeout, error)",
+            m.tls_handshake_failures.clone(),
+        );
+        // Exported at zero from the start (with or without TLS), so dashboards and alerts
+        // find the series.
+        for listener in ["server", "admin"] {
+            let _ = m.handshake_failures(listener);
+        }
+        for result in ["success", "failure"] {
+            let _ = m.reloads.get_or_create(&ResultOnly { result });
+            let _ = m.tls_reloads.get_or_create(&ResultOnly { result });
+        }
+        m.config_loaded();
         m
+    }
+
+    /// Count a configuration reload.
+    pub fn config_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.reloads.get_or_create(&ResultOnly { result }).inc();
+        if ok {
+            self.config_loaded();
+        }
+    }
+
+    fn config_loaded(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.last_reload_success.set(now);
+    }
+
+    /// The failed-handshake counters of `listener` (`server` or `admin`), exported from now on.
+    pub fn handshake_failures(&self, listener: &'static str) -> HandshakeFailures {
+        let counter = |reason| {
+            self.tls_handshake_failures
+                .get_or_create(&HandshakeLabels { listener, reason })
+                .clone()
+        };
+        HandshakeFailures {
+            timeout: counter("timeout"),
+            error: counter("error"),
+        }
+    }
+
+    /// Count a certificate reload.
+    pub fn tls_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.tls_reloads.get_or_create(&ResultOnly { result }).inc();
     }
 
     /// Count one request of cacheable route number `route` (route-table order) by how

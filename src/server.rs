@@ -7,6 +7,11 @@
 //! what it serves: the handler gets the request and the connection's
 //! [`ConnInfo`]. On shutdown it stops accepting, lets in-flight requests
 //! finish, and gives up at the grace deadline.
+//!
+//! With a [`Terminator`], connections are TLS: the handshake runs in the
+//! connection's own task, bounded by the handshake timeout (a client that never
+//! finishes it frees its slot then; the header timeout starts after it), and the
+//! request's [`ConnInfo`] says `https`.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -28,6 +33,7 @@ use crate::body::BoxError;
 use crate::config::ServerConfig;
 use crate::conn::{ConnInfo, Scheme};
 use crate::shutdown::Shutdown;
+use crate::tls::Terminator;
 
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
@@ -56,11 +62,12 @@ impl Limits {
     }
 }
 
-/// Serve `handler` on `listener` until `shutdown` triggers, then drain.
+/// Serve `handler` on `listener` (over TLS with `tls`) until `shutdown` triggers, then drain.
 /// Returns once every connection is closed or the grace period ran out.
 pub async fn serve<H, Fut, B>(
     listener: TcpListener,
     limits: Limits,
+    tls: Option<Arc<Terminator>>,
     shutdown: Shutdown,
     handler: H,
 ) -> std::io::Result<()>
@@ -82,6 +89,7 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    let builder = Arc::new(builder);
 
     loop {
         let permit = tokio::select! {
@@ -103,18 +111,45 @@ where
             _ = shutdown.triggered() => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn_info = ConnInfo::new(peer, Scheme::Http);
         let handler = handler.clone();
-        let service = service_fn(move |req| {
-            let fut = handler(req, conn_info);
-            async move { Ok::<_, Infallible>(fut.await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let Some(tls) = &tls else {
+            let service = service(handler, ConnInfo::new(peer, Scheme::Http));
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    log_connection_error(peer, e.as_ref());
+                }
+                drop(permit);
+            });
+            continue;
+        };
+        let (tls, acceptor, limit) = (tls.clone(), tls.acceptor(), tls.handshake_timeout());
+        let (builder, watcher, shutdown) = (builder.clone(), graceful.watcher(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let stream = tokio::select! {
+                done = tokio::time::timeout(limit, acceptor.accept(stream)) => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tls.handshake_failed(false);
+                        tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tls.handshake_failed(true);
+                        tracing::debug!(peer = %peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = shutdown.triggered() => return,
+            };
+            let service = service(handler, ConnInfo::new(peer, Scheme::Https));
+            let conn = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned();
+            if let Err(e) = watcher.watch(conn).await {
                 log_connection_error(peer, e.as_ref());
             }
             drop(permit);
@@ -132,6 +167,28 @@ where
         _ = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+/// The handler as a hyper service for one connection.
+fn service<H, Fut, B>(
+    handler: H,
+    conn_info: ConnInfo,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<B>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<B>, Infallible>> + Send,
+> + Clone
+where
+    H: Fn(Request<Incoming>, ConnInfo) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<B>> + Send + 'static,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    service_fn(move |req| {
+        let fut = handler(req, conn_info);
+        async move { Ok::<_, Infallible>(fut.await) }
+    })
 }
 
 fn log_connection_error(peer: SocketAddr, e: &(dyn std::error::Error + 'static)) {

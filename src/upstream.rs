@@ -5,6 +5,7 @@
 //! whole-request timeout, and a global semaphore on requests in flight
 //! (`upstream.max_concurrent`), so a burst of misses cannot stampede the API.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,7 +117,53 @@ pub enum TlsSetupError {
     Rustls(#[from] rustls::Error),
 }
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, UpstreamBody>;
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+type HttpsClient = Client<TimedConnect<HttpsConnector<HttpConnector>>, UpstreamBody>;
+
+/// A connector bounded by a timeout read at each connect (TCP and TLS together), so a
+/// reload can change `upstream.connect_timeout` without rebuilding the pool.
+#[derive(Clone)]
+struct TimedConnect<C> {
+    inner: C,
+    timeout: Arc<AtomicU64>,
+}
+
+/// What the upstream connector fails with.
+type ConnectError = Box<dyn std::error::Error + Send + Sync>;
+
+impl<C> tower_service::Service<Uri> for TimedConnect<C>
+where
+    C: tower_service::Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<ConnectError>,
+{
+    type Response = C::Response;
+    type Error = ConnectError;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<C::Response, ConnectError>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), ConnectError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let limit = Duration::from_nanos(self.timeout.load(Ordering::Relaxed));
+        let connect = self.inner.call(uri);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, connect).await {
+                Ok(done) => done.map_err(Into::into),
+                Err(_) => Err(format!("connect timed out after {limit:?}").into()),
+            }
+        })
+    }
+}
 
 /// A response whose headers arrived, with the concurrency permit it holds.
 pub struct Sent {
@@ -133,7 +180,10 @@ pub struct Upstream {
     authority: http::uri::Authority,
     /// Path prefix of the upstream URL, without a trailing slash ("" for none).
     prefix: Arc<str>,
-    request_timeout: Duration,
+    /// `upstream.request_timeout` in nanoseconds; a reload changes it.
+    request_timeout: Arc<AtomicU64>,
+    /// `upstream.connect_timeout` in nanoseconds, read by the connector; a reload changes it.
+    connect_timeout: Arc<AtomicU64>,
     slots: Arc<Semaphore>,
     metrics: Arc<Metrics>,
 }
@@ -167,7 +217,6 @@ impl Upstream {
 
         let mut http = HttpConnector::new();
         http.enforce_http(false);
-        http.set_connect_timeout(Some(config.connect_timeout));
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
@@ -175,6 +224,11 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
+        let connect_timeout = Arc::new(AtomicU64::new(nanos(config.connect_timeout)));
+        let https = TimedConnect {
+            inner: https,
+            timeout: connect_timeout.clone(),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
@@ -191,14 +245,24 @@ impl Upstream {
             scheme,
             authority,
             prefix: Arc::from(prefix),
-            request_timeout: config.request_timeout,
+            request_timeout: Arc::new(AtomicU64::new(nanos(config.request_timeout))),
+            connect_timeout,
             slots: Arc::new(Semaphore::new(config.max_concurrent)),
             metrics,
         })
     }
 
     pub fn request_timeout(&self) -> Duration {
+        Duration::from_nanos(self.request_timeout.load(Ordering::Relaxed))
+    }
+
+    /// Bound exchanges that start from now on by `request`, and new connections (TCP and
+    /// TLS) by `connect`.
+    pub fn set_timeouts(&self, request: Duration, connect: Duration) {
         self.request_timeout
+            .store(nanos(request), Ordering::Relaxed);
+        self.connect_timeout
+            .store(nanos(connect), Ordering::Relaxed);
     }
 
     /// The upstream URI for a client path and query (the prefix is prepended).
@@ -230,17 +294,18 @@ impl Upstream {
     /// (up to the response headers; the caller bounds the body it reads).
     pub async fn send(&self, req: Request<UpstreamBody>) -> Result<Sent, UpstreamError> {
         let started = Instant::now();
-        let deadline = started + self.request_timeout;
+        let request_timeout = self.request_timeout();
+        let deadline = started + request_timeout;
         let permit = tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
             .await
-            .map_err(|_| UpstreamError::Saturated(self.request_timeout))?
+            .map_err(|_| UpstreamError::Saturated(request_timeout))?
             .map_err(|_| UpstreamError::Abandoned)?;
         let result = tokio::time::timeout_at(deadline, self.client.request(req)).await;
         let elapsed = started.elapsed();
         match result {
             Err(_) => {
                 self.metrics.upstream_result("timeout", elapsed);
-                Err(UpstreamError::Timeout(self.request_timeout))
+                Err(UpstreamError::Timeout(request_timeout))
             }
             Ok(Err(e)) => {
                 self.metrics.upstream_result("error", elapsed);

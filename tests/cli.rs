@@ -274,6 +274,13 @@ fn shipped_config_toml_is_valid() {
         assert_eq!(source(origin_d), "default", "{key}");
         let expected = match key.as_str() {
             "upstream.extra_ca_file"
+            | "server.tls.cert_file"
+            | "server.tls.key_file"
+            | "server.tls.client_ca_file"
+            | "admin.token_file"
+            | "admin.tls.cert_file"
+            | "admin.tls.key_file"
+            | "admin.tls.client_ca_file"
             | "log.access_log_path"
             | "fleet.redis_url"
             | "fleet.secret_file"

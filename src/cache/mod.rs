@@ -22,6 +22,8 @@ pub mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 pub use entry::{Compressed, Entry};
@@ -63,10 +65,28 @@ pub struct Fence {
     generation: u64,
 }
 
+/// What a configuration reload may change in the cache, swapped as one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tuning {
+    pub policy: Policy,
+    /// Longest a fill waits on another gateway's lease (`cache.wait_timeout`).
+    pub wait_timeout: std::time::Duration,
+}
+
+impl Tuning {
+    pub fn new(config: &CacheConfig) -> Self {
+        Tuning {
+            policy: Policy::new(config),
+            wait_timeout: config.wait_timeout,
+        }
+    }
+}
+
 pub struct Cache {
     memory: Arc<Memory>,
     flights: Arc<Flights>,
-    policy: Policy,
+    /// Shared with the fleet tier; swapped by a reload.
+    tuning: Arc<ArcSwap<Tuning>>,
     /// The fleet's shared tier, with `[fleet]`.
     shared: Option<Arc<Shared>>,
 }
@@ -77,7 +97,7 @@ impl Cache {
         Cache {
             memory: Arc::new(Memory::new(config.capacity_bytes)),
             flights: Arc::new(Flights::default()),
-            policy: Policy::new(config),
+            tuning: Arc::new(ArcSwap::from_pointee(Tuning::new(config))),
             shared: None,
         }
     }
@@ -89,16 +109,21 @@ impl Cache {
         cache.shared = Some(Shared::new(
             fleet,
             cache.memory.clone(),
-            cache.policy,
+            cache.tuning.clone(),
             metrics,
-            config.wait_timeout,
         ));
         cache
     }
 
-    /// The freshness rules entries are judged by.
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The freshness rules entries are judged by, as of now.
+    pub fn policy(&self) -> Policy {
+        self.tuning.load().policy
+    }
+
+    /// Judge every entry, stored or not, by `tuning` from now on (a reload): entries keep
+    /// only facts, so nothing cached is dropped or rewritten.
+    pub fn retune(&self, tuning: Tuning) {
+        self.tuning.store(Arc::new(tuning));
     }
 
     /// The entry under `key`, fresh or stale, if it is still retained. A fresh
@@ -122,7 +147,7 @@ impl Cache {
         };
         if let Some(entry) = &local {
             if matches!(
-                self.policy.judge(entry, tokio::time::Instant::now()),
+                self.policy().judge(entry, tokio::time::Instant::now()),
                 Freshness::Fresh(_)
             ) {
                 return local;
@@ -169,7 +194,7 @@ impl Cache {
     /// Store `entry` unless a purge happened since `fence` was taken. Returns whether it stays stored.
     /// In a fleet, a fill holding the page's lease also stores it in L2 (fenced there too).
     pub async fn store_if_current(&self, key: CacheKey, entry: Arc<Entry>, fence: Fence) -> bool {
-        let retain_for = self.policy.retain_for(entry.terminal);
+        let retain_for = self.policy().retain_for(entry.terminal);
         let stored =
             self.memory
                 .insert_if_current(key.clone(), entry.clone(), retain_for, fence.generation);
@@ -207,7 +232,7 @@ impl Cache {
         let landed = || {
             self.memory.get(key.as_str()).filter(|e| {
                 matches!(
-                    self.policy.judge(e, tokio::time::Instant::now()),
+                    self.policy().judge(e, tokio::time::Instant::now()),
                     Freshness::Fresh(_)
                 )
             })

@@ -50,6 +50,19 @@ pub(super) struct FileServer {
     pub max_header_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    #[serde(default)]
+    pub tls: FileTls,
+}
+
+/// `[server.tls]` and `[admin.tls]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileTls {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub handshake_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +70,11 @@ pub(super) struct FileServer {
 pub(super) struct FileAdmin {
     #[serde(default, deserialize_with = "address")]
     pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub tls: FileTls,
+    pub token_file: Option<PathBuf>,
+    pub protect_metrics: Option<bool>,
+    pub allow_unauthenticated: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -116,6 +134,7 @@ pub(super) struct FileLog {
     pub format: Option<LogFormat>,
     pub access_log: Option<bool>,
     pub access_log_path: Option<PathBuf>,
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -9,10 +9,13 @@
 //! A nested section (`[server.tls]`) is a mirror struct inside its parent's and a typed
 //! struct inside its parent's; the macros below take one more path segment for it.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
 use super::layers::Layers;
 use super::render::Renderer;
 use super::rules::zero_disables;
-use super::Config;
+use super::{Config, TlsConfig, DEFAULT_HANDSHAKE_TIMEOUT};
 
 /// `key!(section.key)`: the dotted name and, from the same tokens, the typed field and the
 /// mirror field, so the three cannot disagree.
@@ -53,8 +56,26 @@ pub(super) fn apply(l: &mut Layers, c: &mut Config) {
     set!(l, c.server.header_read_timeout);
     set!(l, c.server.max_header_bytes);
     set!(l, c.server.shutdown_grace);
+    c.server.tls = tls(
+        pick!(l, server.tls.cert_file),
+        pick!(l, server.tls.key_file),
+        pick!(l, server.tls.client_ca_file),
+        pick!(l, server.tls.handshake_timeout),
+    );
 
     set!(l, c.admin.listen);
+    c.admin.tls = tls(
+        pick!(l, admin.tls.cert_file),
+        pick!(l, admin.tls.key_file),
+        pick!(l, admin.tls.client_ca_file),
+        pick!(l, admin.tls.handshake_timeout),
+    );
+    // The token itself is read from the file by `rules::adjust`.
+    if let Some(path) = pick!(l, admin.token_file) {
+        c.admin.token_file = Some(path);
+    }
+    set!(l, c.admin.protect_metrics);
+    set!(l, c.admin.allow_unauthenticated);
 
     set!(l, c.upstream.url);
     set!(l, c.upstream.connect_timeout);
@@ -89,6 +110,7 @@ pub(super) fn apply(l: &mut Layers, c: &mut Config) {
     if let Some(path) = pick!(l, log.access_log_path) {
         c.log.access_log_path = Some(path);
     }
+    set!(l, c.log.filter);
 
     if let Some(url) = pick!(l, fleet.redis_url) {
         c.fleet.redis_url = Some(url);
@@ -118,9 +140,15 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
     r.key("header_read_timeout", s.header_read_timeout);
     r.key("max_header_bytes", s.max_header_bytes);
     r.key("shutdown_grace", s.shutdown_grace);
+    print_tls(r, "server.tls", s.tls.as_ref());
 
+    let a = &c.admin;
     r.section("admin");
-    r.key("listen", c.admin.listen);
+    r.key("listen", a.listen);
+    r.optional("token_file", shown_path(a.token_file.as_ref()));
+    r.key("protect_metrics", a.protect_metrics);
+    r.key("allow_unauthenticated", a.allow_unauthenticated);
+    print_tls(r, "admin.tls", a.tls.as_ref());
 
     let u = &c.upstream;
     r.section("upstream");
@@ -163,6 +191,7 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
         .as_ref()
         .map(|p| p.display().to_string());
     r.optional("access_log_path", path);
+    r.key("filter", &c.log.filter);
 
     let f = &c.fleet;
     r.section("fleet");
@@ -176,6 +205,43 @@ pub(super) fn print(r: &mut Renderer<'_>, c: &Config) {
     r.key("breaker_failures", u64::from(f.breaker_failures));
     r.key("breaker_cooloff", f.breaker_cooloff);
     r.key("fallback_check", f.fallback_check);
+}
+
+/// A TLS section is on when any of its files is given; a missing partner file is an error
+/// of `rules`. A `handshake_timeout` alone turns nothing on.
+fn tls(
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    client_ca_file: Option<PathBuf>,
+    handshake_timeout: Option<Duration>,
+) -> Option<TlsConfig> {
+    if cert_file.is_none() && key_file.is_none() && client_ca_file.is_none() {
+        return None;
+    }
+    Some(TlsConfig {
+        cert_file: cert_file.unwrap_or_default(),
+        key_file: key_file.unwrap_or_default(),
+        client_ca_file,
+        handshake_timeout: handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+    })
+}
+
+fn shown_path(path: Option<&PathBuf>) -> Option<String> {
+    path.map(|p| p.display().to_string())
+}
+
+/// `[server.tls]` or `[admin.tls]`; off prints every file as not set.
+fn print_tls(r: &mut Renderer<'_>, section: &'static str, tls: Option<&TlsConfig>) {
+    r.section(section);
+    let nonempty = |p: &PathBuf| (!p.as_os_str().is_empty()).then(|| p.display().to_string());
+    r.optional("cert_file", tls.and_then(|t| nonempty(&t.cert_file)));
+    r.optional("key_file", tls.and_then(|t| nonempty(&t.key_file)));
+    r.optional(
+        "client_ca_file",
+        tls.and_then(|t| shown_path(t.client_ca_file.as_ref())),
+    );
+    let timeout = tls.map_or(DEFAULT_HANDSHAKE_TIMEOUT, |t| t.handshake_timeout);
+    r.key("handshake_timeout", timeout);
 }
 
 #[cfg(test)]

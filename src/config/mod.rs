@@ -11,6 +11,7 @@
 //! - `rules`: what a valid configuration is, "0 disables", load-time adjustments;
 //! - `load`: the sources captured at start-up and [`load`], re-runnable for a reload;
 //! - `render`: `check-config`'s TOML output, each value followed by its origin;
+//! - `live`: which keys a reload may change, and which only a restart;
 //! - `tests`: the loader end to end.
 
 use std::net::SocketAddr;
@@ -24,6 +25,7 @@ mod error;
 mod file;
 mod keys;
 mod layers;
+mod live;
 mod load;
 mod origin;
 mod overrides;
@@ -34,6 +36,7 @@ mod rules;
 mod tests;
 
 pub use error::{ConfigError, KeyError};
+pub use live::{changed_keys, keep_running, RESTART_ONLY};
 pub use load::{load, Loaded, Sources};
 pub use origin::{ConfigFile, Origin, CONFIG_FILE_ENV, DEFAULT_CONFIG_FILE};
 pub use overrides::{FlagValues, Override, OVERRIDES};
@@ -87,12 +90,63 @@ pub struct ServerConfig {
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests, so a stuck client cannot hold it forever.
     pub shutdown_grace: Duration,
+    /// HTTPS instead of plain HTTP, with `[server.tls]`.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS termination on a listener (`[server.tls]`, `[admin.tls]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    /// PEM: the certificate and its chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key_file: PathBuf,
+    /// PEM CA certificates: when set, clients must present a certificate they signed (mTLS).
+    pub client_ca_file: Option<PathBuf>,
+    /// A client must finish its handshake within this, so one that never does cannot hold a
+    /// connection slot (`server.header_read_timeout` starts only after the handshake).
+    pub handshake_timeout: Duration,
+}
+
+/// Default of `handshake_timeout`: a handshake is two round trips; 10 s covers a bad mobile link.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The admin API's bearer token. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(std::sync::Arc<str>);
+
+impl AdminToken {
+    /// The token from a file's text, surrounding whitespace trimmed.
+    pub fn new(text: &str) -> Self {
+        AdminToken(std::sync::Arc::from(text.trim()))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AdminToken({} bytes, redacted)", self.0.len())
+    }
 }
 
 /// The admin listener (health, metrics, purges).
 #[derive(Debug, Clone, PartialEq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// HTTPS on the admin listener, with `[admin.tls]`.
+    pub tls: Option<TlsConfig>,
+    /// File holding the bearer token that purges, `/reload` and (see `protect_metrics`)
+    /// `/metrics` require.
+    pub token_file: Option<PathBuf>,
+    /// The token, read from `token_file` by the loader (again on every reload).
+    pub token: Option<AdminToken>,
+    /// With a token: whether `/metrics` requires it too.
+    pub protect_metrics: bool,
+    /// Serve the admin API off loopback without a token (otherwise pollgate refuses to start).
+    pub allow_unauthenticated: bool,
 }
 
 /// The API pollgate fronts.
@@ -167,6 +221,9 @@ pub struct LogConfig {
     /// Where access lines go: their own file (reopened on SIGHUP, for logrotate),
     /// or, when unset, standard output beside the other logs.
     pub access_log_path: Option<PathBuf>,
+    /// Which log lines are written: `tracing` directives (`info`, `pollgate=debug,info`).
+    /// `RUST_LOG`, when set, wins.
+    pub filter: String,
 }
 
 impl Default for Config {
@@ -179,9 +236,15 @@ impl Default for Config {
                 header_read_timeout: Duration::from_secs(10),
                 max_header_bytes: 64 * 1024,
                 shutdown_grace: Duration::from_secs(30),
+                tls: None,
             },
             admin: AdminConfig {
                 listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+                tls: None,
+                token_file: None,
+                token: None,
+                protect_metrics: true,
+                allow_unauthenticated: false,
             },
             upstream: UpstreamConfig {
                 url: Uri::from_static("https://api.cloud.llamaindex.ai"),
@@ -214,6 +277,7 @@ impl Default for Config {
                 format: LogFormat::Text,
                 access_log: true,
                 access_log_path: None,
+                filter: "info".into(),
             },
             fleet: FleetConfig::default(),
         }

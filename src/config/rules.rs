@@ -8,7 +8,7 @@ use std::time::Duration;
 use http::Uri;
 
 use super::error::{ConfigError, KeyError};
-use super::{Config, FleetSecret, MIN_FLEET_SECRET};
+use super::{AdminToken, Config, FleetSecret, TlsConfig, MIN_FLEET_SECRET};
 
 /// Keys where 0 means "off" rather than "nothing allowed", and what off means.
 ///
@@ -42,6 +42,20 @@ pub(super) fn adjust(c: &mut Config) -> Vec<(&'static str, &'static str)> {
     if c.cache.terminal_ttl < c.cache.ttl {
         c.cache.terminal_ttl = c.cache.ttl;
         notes.push(("cache.terminal_ttl", "raised to cache.ttl"));
+    }
+    // Every request of an item route, the one that started the fill included, waits at most
+    // `cache.wait_timeout`; the fill itself may run `upstream.request_timeout`. A wait longer
+    // than the fill can last never ends any differently, so it is cut to that.
+    if c.cache.wait_timeout > c.upstream.request_timeout {
+        c.cache.wait_timeout = c.upstream.request_timeout;
+        notes.push(("cache.wait_timeout", "lowered to upstream.request_timeout"));
+    }
+    // The admin token is read from its file (a read error is reported by `check`).
+    if let Some(path) = &c.admin.token_file {
+        c.admin.token = std::fs::read_to_string(path)
+            .ok()
+            .map(|text| AdminToken::new(&text))
+            .filter(|t| !t.as_bytes().is_empty());
     }
     // The fleet secret comes from POLLGATE_FLEET_SECRET, else from its file (a read error
     // is reported by `check`, which reads it again).
@@ -150,6 +164,15 @@ pub(super) fn check(c: &Config) -> Vec<KeyError> {
         }
     }
     check_fleet(c, &mut fail);
+    check_tls("server.tls", c.server.tls.as_ref(), &mut fail);
+    check_tls("admin.tls", c.admin.tls.as_ref(), &mut fail);
+    check_admin(c, &mut fail);
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.filter) {
+        fail(
+            "log.filter",
+            format!("`{}` is not a log filter ({e})", c.log.filter),
+        );
+    }
     if listeners_collide(c.admin.listen, c.server.listen) {
         fail(
             "admin.listen",
@@ -223,6 +246,67 @@ fn check_fleet(c: &Config, fail: &mut impl FnMut(&str, String)) {
             );
         }
         (None, None) => fail("fleet.secret_file", required),
+    }
+}
+
+/// A TLS section names both files, readable; the handshake timeout is positive. Whether
+/// they hold a usable certificate and key is checked when the listener loads them.
+fn check_tls(section: &str, tls: Option<&TlsConfig>, fail: &mut impl FnMut(&str, String)) {
+    let Some(tls) = tls else {
+        return;
+    };
+    let files = [
+        ("cert_file", Some(&tls.cert_file)),
+        ("key_file", Some(&tls.key_file)),
+        ("client_ca_file", tls.client_ca_file.as_ref()),
+    ];
+    for (name, path) in files {
+        let Some(path) = path else {
+            continue;
+        };
+        let key = format!("{section}.{name}");
+        if path.as_os_str().is_empty() {
+            fail(
+                &key,
+                format!("required: {section} needs cert_file and key_file"),
+            );
+        } else if !path.is_file() {
+            fail(&key, format!("{} is not a readable file", path.display()));
+        }
+    }
+    if tls.handshake_timeout.is_zero() {
+        fail(
+            &format!("{section}.handshake_timeout"),
+            "must be greater than zero".into(),
+        );
+    }
+}
+
+/// The admin API can purge the cache and reload the configuration: off loopback it needs a
+/// token, unless the operator says otherwise in so many words.
+fn check_admin(c: &Config, fail: &mut impl FnMut(&str, String)) {
+    let a = &c.admin;
+    if let Some(path) = &a.token_file {
+        if a.token.is_none() {
+            let why = match std::fs::read_to_string(path) {
+                Ok(_) => "the file is empty".to_owned(),
+                Err(e) => e.to_string(),
+            };
+            fail(
+                "admin.token_file",
+                format!("cannot read a token from {}: {why}", path.display()),
+            );
+        }
+    } else if !a.listen.ip().is_loopback() && !a.allow_unauthenticated {
+        fail(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address, and anyone who reaches it could purge the cache \
+                 and reload the configuration: set admin.token_file (or \
+                 admin.allow_unauthenticated = true)",
+                a.listen
+            ),
+        );
     }
 }
 
@@ -361,6 +445,29 @@ mod tests {
                 c.upstream.extra_ca_file = Some("/nonexistent/ca.pem".into())
             }),
             ("admin.listen", |c| c.admin.listen = c.server.listen),
+            ("admin.listen", |c| {
+                c.admin.listen = SocketAddr::from(([10, 0, 0, 1], 9090))
+            }),
+            ("admin.token_file", |c| {
+                c.admin.token_file = Some("/nonexistent/token".into())
+            }),
+            ("server.tls.key_file", |c| {
+                c.server.tls = Some(TlsConfig {
+                    cert_file: "Cargo.toml".into(),
+                    key_file: "".into(),
+                    client_ca_file: None,
+                    handshake_timeout: Duration::from_secs(1),
+                })
+            }),
+            ("admin.tls.cert_file", |c| {
+                c.admin.tls = Some(TlsConfig {
+                    cert_file: "/nonexistent/cert.pem".into(),
+                    key_file: "Cargo.toml".into(),
+                    client_ca_file: None,
+                    handshake_timeout: Duration::from_secs(1),
+                })
+            }),
+            ("log.filter", |c| c.log.filter = "pollgate=loud".into()),
         ];
         for (key, tweak) in cases {
             assert_eq!(bad_keys(tweak), [key.to_owned()], "expected only {key}");
@@ -373,9 +480,26 @@ mod tests {
             let found = bad_keys(|c| {
                 c.server.listen = addr(server);
                 c.admin.listen = addr(admin);
+                c.admin.allow_unauthenticated = true;
             });
             assert_eq!(found, ["admin.listen"], "{server} / {admin}");
         }
+    }
+
+    #[test]
+    fn off_loopback_admin_is_allowed_with_a_token_or_when_said_so() {
+        let off = SocketAddr::from(([0, 0, 0, 0], 9090));
+        assert!(bad_keys(|c| {
+            c.admin.listen = off;
+            c.admin.allow_unauthenticated = true;
+        })
+        .is_empty());
+        assert!(bad_keys(|c| {
+            c.admin.listen = off;
+            c.admin.token_file = Some("t".into());
+            c.admin.token = Some(AdminToken::new("s3cret"));
+        })
+        .is_empty());
     }
 
     #[test]

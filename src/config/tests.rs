@@ -178,8 +178,21 @@ workers = 2
 header_read_timeout = "11s"
 max_header_bytes = 9000
 shutdown_grace = "31s"
+[server.tls]
+cert_file = {ca}
+key_file = {ca}
+client_ca_file = {ca}
+handshake_timeout = "3s"
 [admin]
 listen = "127.0.0.1:19090"
+token_file = {ca}
+protect_metrics = false
+allow_unauthenticated = true
+[admin.tls]
+cert_file = {ca}
+key_file = {ca}
+client_ca_file = {ca}
+handshake_timeout = "4s"
 [upstream]
 url = "http://127.0.0.1:1/prefix"
 connect_timeout = "6s"
@@ -208,6 +221,7 @@ max_retry_after = "10m"
 format = "json"
 access_log = false
 access_log_path = "/var/log/pollgate/access.log"
+filter = "pollgate=debug,warn"
 [fleet]
 redis_url = "rediss://redis.internal:6380/1"
 secret_file = {ca}
@@ -635,4 +649,36 @@ fn the_fleet_secret_comes_from_its_variable_or_its_file_and_is_never_printed() {
     // Without a Redis URL there is no tier and no secret is needed.
     let off = load_ok(&sources(None, &[], &[]));
     assert!(!off.config.fleet.enabled());
+}
+
+#[test]
+fn no_request_waits_longer_than_a_fill_can_last() {
+    let file =
+        TempFile::new("[upstream]\nrequest_timeout = \"4s\"\n[cache]\nwait_timeout = \"10s\"\n");
+    let loaded = load_ok(&sources(Some(&file), &[], &[]));
+    assert_eq!(loaded.config.cache.wait_timeout, Duration::from_secs(4));
+    assert_eq!(
+        printed(&loaded.to_toml())["cache.wait_timeout"],
+        (
+            "\"4s\"".into(),
+            "file, lowered to upstream.request_timeout".into()
+        )
+    );
+    // The defaults agree already (10 s within 30 s): no note.
+    let defaults = load_ok(&sources(None, &[], &[]));
+    assert_eq!(defaults.note("cache.wait_timeout"), None);
+}
+
+#[test]
+fn the_admin_token_is_read_from_its_file_and_never_printed() {
+    let token = TempFile::new("  s3cret-admin-token\n");
+    let file = TempFile::new(&format!(
+        "[admin]\ntoken_file = {}\n",
+        toml::Value::String(token.0.display().to_string())
+    ));
+    let loaded = load_ok(&sources(Some(&file), &[], &[]));
+    let read = loaded.config.admin.token.as_ref().expect("token read");
+    assert_eq!(read.as_bytes(), b"s3cret-admin-token");
+    assert!(!loaded.to_toml().contains("s3cret"));
+    assert!(!format!("{:?}", loaded.config).contains("s3cret"));
 }

@@ -22,7 +22,8 @@ use super::passthrough;
 use super::respond;
 use super::State;
 use crate::body::ResponseBody;
-use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Role};
+use crate::cache::{CacheError, Entry, FlightOutcome, Freshness, Policy, Role};
+use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::error::GatewayError;
 use crate::key::{CacheKey, Credential};
@@ -67,6 +68,8 @@ pub enum Rest {
         key: CacheKey,
         credential: Credential,
         local: Option<Arc<Entry>>,
+        /// The configuration the key was built under; the request finishes under it.
+        config: Arc<Config>,
     },
 }
 
@@ -87,6 +90,8 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             Ok(_) => Err(Rest::Anonymous),
         };
     };
+    // Borrowed, not counted: a fresh hit never touches the configuration's reference count.
+    let config = state.config.load();
     // The key is written into this thread's buffer and looked up as text: a hit allocates
     // no key. Only what goes on (a miss, a stale copy, a long-poll) takes an owned copy.
     KEY.with(|buf| {
@@ -97,7 +102,7 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             &credential,
             matched.route.name,
             matched.id.unwrap_or(""),
-            &state.config.cache.vary_headers,
+            &config.cache.vary_headers,
             &parts.headers,
             |out| canonicalize_into(matched.route.params, raw_query, out),
         );
@@ -112,7 +117,8 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
         };
         if let Some(entry) = &local {
             let now = Instant::now();
-            if let Freshness::Fresh(left) = state.cache.policy().judge(entry, now) {
+            // The policy of the configuration already loaded: one snapshot read per hit.
+            if let Freshness::Fresh(left) = Policy::new(&config.cache).judge(entry, now) {
                 return Ok(hit(parts, entry, Outcome::Hit { left }, now));
             }
         }
@@ -125,6 +131,8 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             key,
             credential,
             local,
+            // Only a request that goes on takes its own reference to the configuration.
+            config: arc_swap::Guard::into_inner(config),
         })
     })
 }
@@ -145,7 +153,7 @@ pub async fn rest(
     conn: ConnInfo,
     rest: Rest,
 ) -> Answer {
-    let (key, credential, local) = match rest {
+    let (key, credential, local, config) = match rest {
         Rest::Anonymous => {
             // Anonymous requests are not ours to cache: the upstream answers them (401).
             let outcome = Outcome::Bypass;
@@ -156,9 +164,10 @@ pub async fn rest(
             key,
             credential,
             local,
-        } => (key, credential, local),
+            config,
+        } => (key, credential, local, config),
     };
-    let request = CachedRequest::new(state, parts, matched, key, credential);
+    let request = CachedRequest::new(state, &config, parts, matched, key, credential);
     match long_poll(&parts.headers) {
         // Boxed: the held request's large state machine stays off the miss path's future.
         Some((etag, wait)) => Box::pin(request.long_poll(etag.clone(), wait)).await,
@@ -219,6 +228,9 @@ fn prefer_wait(headers: &HeaderMap) -> Option<Duration> {
 
 struct CachedRequest<'a> {
     state: &'a Arc<State>,
+    /// The configuration in force when the request arrived: a reload does not change it
+    /// under a request (freshness excepted: it is judged by the policy in force).
+    config: &'a Arc<Config>,
     parts: &'a Parts,
     matched: Matched<'a>,
     key: CacheKey,
@@ -229,6 +241,7 @@ struct CachedRequest<'a> {
 impl<'a> CachedRequest<'a> {
     fn new(
         state: &'a Arc<State>,
+        config: &'a Arc<Config>,
         parts: &'a Parts,
         matched: Matched<'a>,
         key: CacheKey,
@@ -236,6 +249,7 @@ impl<'a> CachedRequest<'a> {
     ) -> Self {
         CachedRequest {
             state,
+            config,
             parts,
             matched,
             key,
@@ -301,6 +315,7 @@ impl<'a> CachedRequest<'a> {
     fn fill(&self) -> Fill {
         Fill::new(
             self.state,
+            self.config,
             self.key.clone(),
             self.credential,
             self.matched,
@@ -339,7 +354,7 @@ impl<'a> CachedRequest<'a> {
     /// Join the key's fill or start one (respecting back-off and budget), and wait for it.
     async fn fetch(&self) -> Result<(FlightOutcome, Role), FetchError> {
         let state = self.state;
-        let cfg = &state.config.cache;
+        let cfg = &self.config.cache;
         let probe = match state.shield.gate(&self.credential).await {
             Gate::Closed(left) => return Err(FetchError::BackedOff(left)),
             Gate::Open => None,
@@ -348,7 +363,7 @@ impl<'a> CachedRequest<'a> {
         if !state.cache.is_filling(&self.key) {
             match state
                 .shield
-                .take_budget(&self.credential, state.config.upstream.budget_wait)
+                .take_budget(&self.credential, self.config.upstream.budget_wait)
                 .await
             {
                 Ok(wait) if wait.is_zero() => {}
@@ -438,7 +453,7 @@ impl<'a> CachedRequest<'a> {
     async fn long_poll(&self, etag: HeaderValue, wait: Duration) -> Answer {
         let state = self.state;
         let policy = state.cache.policy();
-        let deadline = Instant::now() + wait.min(state.config.cache.long_poll_max_wait);
+        let deadline = Instant::now() + wait.min(self.config.cache.long_poll_max_wait);
         let _held = Held::new(state);
         loop {
             let now = Instant::now();

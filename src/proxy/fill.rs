@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::State;
 use crate::body::empty_request;
 use crate::cache::{Compressed, Entry, Fence, FlightOutcome, FlightResult};
+use crate::config::Config;
 use crate::error::Chain;
 use crate::key::{session_cookie, CacheKey, Credential, ResourceId, ResourceKind};
 use crate::route::{Matched, Route, Terminal};
@@ -52,11 +53,14 @@ pub struct Fill {
     pub headers: HeaderMap,
     /// Taken when the request arrived; a purge since then blocks the store.
     pub fence: Fence,
+    /// The configuration the request that started the fill arrived under.
+    pub config: Arc<Config>,
 }
 
 impl Fill {
     pub fn new(
         state: &State,
+        config: &Arc<Config>,
         key: CacheKey,
         credential: Credential,
         matched: Matched<'_>,
@@ -65,7 +69,8 @@ impl Fill {
     ) -> Fill {
         let route = matched.route;
         Fill {
-            headers: upstream_headers(state, client),
+            headers: upstream_headers(config, client),
+            config: config.clone(),
             fence: state.cache.fence(),
             resource: route
                 .resource
@@ -83,8 +88,8 @@ impl Fill {
 /// requests with one key can never be answered differently by the upstream.
 /// `Accept-Encoding: identity` normalizes encoding: entries are stored plain
 /// and no client ever receives an encoding it did not ask for.
-fn upstream_headers(state: &State, client: &HeaderMap) -> HeaderMap {
-    let mut h = HeaderMap::with_capacity(6 + state.config.cache.vary_headers.len());
+fn upstream_headers(config: &Config, client: &HeaderMap) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(6 + config.cache.vary_headers.len());
     if let Some(auth) = client.get(header::AUTHORIZATION) {
         h.insert(header::AUTHORIZATION, auth.clone());
     }
@@ -101,7 +106,7 @@ fn upstream_headers(state: &State, client: &HeaderMap) -> HeaderMap {
         HeaderValue::from_static("identity"),
     );
     h.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
-    for name in &state.config.cache.vary_headers {
+    for name in &config.cache.vary_headers {
         for value in client.get_all(name) {
             h.append(name.clone(), value.clone());
         }
@@ -127,7 +132,7 @@ async fn fetch(state: &State, fill: &Fill) -> Result<FlightOutcome, UpstreamErro
     let fetched = (Instant::now(), SystemTime::now());
     let answer = classify(&parts);
     learn(state, fill, &parts);
-    let storable = answer == Answer::Page && body.len() <= state.config.cache.max_entry_bytes;
+    let storable = answer == Answer::Page && body.len() <= fill.config.cache.max_entry_bytes;
     let entry = Arc::new(build_entry(state, fill, parts, body, answer, storable, fetched).await);
     let stored = storable
         && state

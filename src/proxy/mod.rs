@@ -19,6 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Request, Response};
@@ -26,9 +27,9 @@ use hyper::body::Body;
 use tokio::time::Instant;
 
 use crate::access_log::{AccessLog, Line, Sink};
-use crate::admin::{Control, PurgeTarget, Readiness};
+use crate::admin::{PurgeTarget, Readiness};
 use crate::body::{BoxError, ResponseBody};
-use crate::cache::{Cache, Purge};
+use crate::cache::{self, Cache, Purge};
 use crate::config::Config;
 use crate::conn::ConnInfo;
 use crate::fleet::{Fleet, FleetError};
@@ -37,7 +38,7 @@ use crate::key::{FingerprintKey, ResourceId, ResourceKind};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
 use crate::route::{self, Matched};
-use crate::shield::Shield;
+use crate::shield::{self, Shield};
 use crate::shutdown::Shutdown;
 use crate::upstream::{TlsSetupError, Upstream};
 
@@ -54,7 +55,8 @@ pub enum SetupError {
 
 /// Everything a request needs, shared by all connections.
 struct State {
-    config: Config,
+    /// Swapped whole by a reload; a request takes the one in force when it arrives.
+    config: ArcSwap<Config>,
     upstream: Upstream,
     cache: Cache,
     shield: Arc<Shield>,
@@ -106,6 +108,9 @@ impl Gateway {
     ) -> Result<Self, SetupError> {
         let route_names: Vec<&'static str> = route::ROUTES.iter().map(|r| r.name).collect();
         let metrics = Arc::new(Metrics::new(&route_names));
+        metrics
+            .cache_capacity_bytes
+            .set(i64::try_from(config.cache.capacity_bytes).unwrap_or(i64::MAX));
         let upstream = Upstream::new(&config.upstream, metrics.clone())?;
         let access_log = if config.log.access_log {
             let sink = match &config.log.access_log_path {
@@ -146,7 +151,7 @@ impl Gateway {
             shutdown,
             upstream,
             metrics,
-            config,
+            config: ArcSwap::from_pointee(config),
         };
         Ok(Gateway {
             state: Arc::new(state),
@@ -237,6 +242,34 @@ impl Gateway {
         response
     }
 
+    /// Run from now on with `config`'s live settings: requests that arrive from now on see
+    /// it whole; freshness, back-off, budgets and the upstream timeouts change at once for
+    /// everything. Settings that only a restart can change must already hold their running
+    /// values (the caller's job: see `crate::reload`). Cached pages are kept.
+    pub fn reconfigure(&self, config: Config) {
+        let state = &self.state;
+        state.cache.retune(cache::Tuning::new(&config.cache));
+        state.shield.retune(shield::Tuning {
+            backoff: config.backoff.clone(),
+            rate: config.upstream.max_requests_per_second,
+        });
+        state.upstream.set_timeouts(
+            config.upstream.request_timeout,
+            config.upstream.connect_timeout,
+        );
+        state.config.store(Arc::new(config));
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.state.config.load_full()
+    }
+
+    /// The gateway's metrics registry (for what other parts of the process count).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.state.metrics
+    }
+
     /// Reopen the access log file (after logrotate moved it). Blocks briefly.
     pub fn reopen_access_log(&self) {
         if let Some(log) = &self.state.access_log {
@@ -285,9 +318,11 @@ impl Gateway {
     }
 }
 
-/// The admin API's narrow view of the gateway.
-impl Control for Gateway {
-    async fn purge(&self, target: PurgeTarget<'_>) {
+/// What the admin API asks of the gateway (through `crate::admin::Control`, which the
+/// composition root implements with these).
+impl Gateway {
+    /// Forget the cached pages `target` names.
+    pub async fn purge(&self, target: PurgeTarget<'_>) {
         let scope = match target {
             PurgeTarget::All => Purge::All,
             PurgeTarget::Job(id) => Purge::Resource(ResourceId::new(ResourceKind::Job, id)),
@@ -297,7 +332,7 @@ impl Control for Gateway {
         self.state.metrics.purges.inc();
     }
 
-    fn readiness(&self) -> Readiness {
+    pub fn readiness(&self) -> Readiness {
         let draining = self.state.shutdown.is_triggered();
         let mut body = serde_json::json!({ "status": if draining { "draining" } else { "ready" } });
         // A fleet without Redis still serves (as a single gateway): shown, never "not ready".
@@ -310,7 +345,8 @@ impl Control for Gateway {
         }
     }
 
-    async fn metrics_text(&self) -> String {
+    /// The Prometheus text exposition, with state gauges read now.
+    pub async fn metrics_text(&self) -> String {
         // State gauges are read at scrape time, not maintained per request.
         let state = &self.state;
         let usage = state.cache.usage().await;
@@ -325,7 +361,7 @@ impl Control for Gateway {
             i64::try_from(
                 state
                     .upstream
-                    .in_flight(state.config.upstream.max_concurrent),
+                    .in_flight(state.config.load().upstream.max_concurrent),
             )
             .unwrap_or(i64::MAX),
         );

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use http::{HeaderMap, StatusCode};
 use rand::Rng;
 use tokio::time::Instant;
@@ -70,12 +71,20 @@ impl Drop for ProbeGuard {
     }
 }
 
+/// What a configuration reload may change in the shield. Back-offs already running keep
+/// their end; the new rules apply to the next 429.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tuning {
+    pub backoff: BackoffConfig,
+    /// Requests per second per credential; `None` = no budget.
+    pub rate: Option<f64>,
+}
+
 pub struct Shield {
     backoffs: Mutex<HashMap<Credential, Backoff>>,
     buckets: Mutex<HashMap<Credential, Bucket>>,
-    config: BackoffConfig,
-    /// Requests per second per credential; `None` = no budget.
-    rate: Option<f64>,
+    /// Back-off rules and the budget's rate; swapped by a reload.
+    tuning: ArcSwap<Tuning>,
     /// Shared with the fleet, with `[fleet]`.
     fleet: Option<FleetShield>,
 }
@@ -85,8 +94,10 @@ impl Shield {
         Shield {
             backoffs: Mutex::default(),
             buckets: Mutex::default(),
-            config,
-            rate,
+            tuning: ArcSwap::from_pointee(Tuning {
+                backoff: config,
+                rate,
+            }),
             fleet: None,
         }
     }
@@ -100,6 +111,11 @@ impl Shield {
         let shield = Arc::new(shield);
         tokio::spawn(listen(Arc::downgrade(&shield), control));
         shield
+    }
+
+    /// Apply `tuning` from now on.
+    pub fn retune(&self, tuning: Tuning) {
+        self.tuning.store(Arc::new(tuning));
     }
 
     fn lock_backoffs(&self) -> std::sync::MutexGuard<'_, HashMap<Credential, Backoff>> {
@@ -150,6 +166,7 @@ impl Shield {
         let asked = retry_after(headers, SystemTime::now());
         let limited = status == StatusCode::TOO_MANY_REQUESTS
             || (status == StatusCode::SERVICE_UNAVAILABLE && asked.is_some());
+        let config = self.tuning.load().backoff.clone();
         let mut map = self.lock_backoffs();
         if !limited {
             if map.remove(credential).is_some() {
@@ -172,12 +189,12 @@ impl Shield {
             Some(d) => d,
             None => {
                 // Exponential from the default, with ±20 % jitter so fleets do not probe in step.
-                let base = self.config.default_retry_after.as_secs_f64()
-                    * 2f64.powi(b.strikes.min(16) as i32);
+                let base =
+                    config.default_retry_after.as_secs_f64() * 2f64.powi(b.strikes.min(16) as i32);
                 Duration::from_secs_f64(base * rand::thread_rng().gen_range(0.8..1.2))
             }
         }
-        .min(self.config.max_retry_after);
+        .min(config.max_retry_after);
         b.strikes = b.strikes.saturating_add(1);
         b.until = b.until.max(now + wait);
         b.probing = false;
@@ -190,6 +207,7 @@ impl Shield {
 
     /// Apply what another gateway of the fleet said.
     fn apply(&self, remote: Remote) {
+        let max_retry_after = self.tuning.load().backoff.max_retry_after;
         let mut map = self.lock_backoffs();
         match remote {
             Remote::Clear(credential) => {
@@ -200,7 +218,7 @@ impl Shield {
                     return;
                 };
                 let now = Instant::now();
-                let until = now + left.min(self.config.max_retry_after);
+                let until = now + left.min(max_retry_after);
                 let b = map.entry(credential).or_insert(Backoff {
                     until: now,
                     strikes: 1,
@@ -229,7 +247,7 @@ impl Shield {
         credential: &Credential,
         max_wait: Duration,
     ) -> Result<Duration, Duration> {
-        let Some(rate) = self.rate else {
+        let Some(rate) = self.tuning.load().rate else {
             return Ok(Duration::ZERO);
         };
         if let Some(fleet) = &self.fleet {

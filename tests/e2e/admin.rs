@@ -173,3 +173,30 @@ async fn metrics_report_shielding_events() {
     let (r, _) = join_all_within(secs(10), vec![lp]).await.remove(0);
     assert_eq!(r.status, 304);
 }
+
+/// An upstream 401, 404 or 429 passed on to the client is counted as `relayed`, not `miss`.
+#[tokio::test]
+async fn relayed_upstream_answers_have_their_own_result() {
+    let h = Harness::start(|_| {}).await;
+    let p = items_path(JOB_A, "limit=10");
+    assert_eq!(
+        h.get(&p, Some("sk-nobody")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(h.get(&p, Some(TOKEN_B)).await.status, StatusCode::NOT_FOUND);
+    h.sim.set_fault(Some(rate_limited(TOKEN_A, "1")));
+    assert_eq!(
+        h.get(&p, Some(TOKEN_A)).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let text = h.admin(Method::GET, "/metrics").await.text();
+    let count = |result: &str| {
+        metric_sum(
+            &text,
+            "pollgate_requests_total{",
+            &["route=\"items\"", &format!("result=\"{result}\"")],
+        )
+    };
+    assert_eq!(count("relayed"), 3.0, "{text}");
+    assert_eq!(count("miss"), 0.0, "{text}");
+}

@@ -32,14 +32,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;
 
 use super::flight::{FlightOutcome, FlightResult};
 use super::memory::Memory;
-use super::policy::Policy;
-use super::{Entry, Purge};
+use super::{Entry, Purge, Tuning};
 use crate::fleet::bus::Control;
 use crate::fleet::keys::PageKeys;
 use crate::fleet::{Fleet, FleetError};
@@ -122,10 +122,9 @@ enum Attempt {
 pub struct Shared {
     fleet: Arc<Fleet>,
     memory: Arc<Memory>,
-    policy: Policy,
+    /// The cache's freshness rules and lease wait, as a reload leaves them.
+    tuning: Arc<ArcSwap<Tuning>>,
     metrics: Arc<Metrics>,
-    /// Longest a fill waits on another gateway's lease (`cache.wait_timeout`).
-    wait_timeout: Duration,
     /// The fleet's purge sequence as last seen, to tell whether purges were missed.
     purge_seq: AtomicU64,
     /// L2 reads in flight, by key: a burst of L1 misses is one Redis read, not one each.
@@ -179,16 +178,14 @@ impl Shared {
     pub fn new(
         fleet: Arc<Fleet>,
         memory: Arc<Memory>,
-        policy: Policy,
+        tuning: Arc<ArcSwap<Tuning>>,
         metrics: Arc<Metrics>,
-        wait_timeout: Duration,
     ) -> Arc<Self> {
         let shared = Arc::new(Shared {
             fleet,
             memory,
-            policy,
+            tuning,
             metrics,
-            wait_timeout,
             purge_seq: AtomicU64::new(0),
             reads: Mutex::default(),
         });
@@ -297,6 +294,8 @@ impl Shared {
     /// purge happened since `generation` was read.
     pub async fn keep_locally(&self, key: &CacheKey, entry: Arc<Entry>, generation: u64) -> bool {
         let left = self
+            .tuning
+            .load()
             .policy
             .retain_for(entry.terminal)
             .saturating_sub(entry.age(Instant::now()));
@@ -317,14 +316,16 @@ impl Shared {
         let since = |d: Duration| wall_ms(now.checked_sub(d).unwrap_or(SystemTime::UNIX_EPOCH));
         let fleet = self.fleet.config();
         let mut inv = Self::invocation(&scripts::LEASE, page, epochs);
-        inv.arg(since(self.policy.fresh_for(false)))
-            .arg(since(self.policy.fresh_for(true)))
+        inv.arg(since(self.tuning.load().policy.fresh_for(false)))
+            .arg(since(self.tuning.load().policy.fresh_for(true)))
             .arg(awaited.unwrap_or(""))
             .arg(u64::try_from(fleet.lease_ttl.as_millis()).unwrap_or(u64::MAX))
             // The counter outlives every entry it fenced (and a lease on top).
             .arg(
-                u64::try_from((self.policy.retain_for(true) + fleet.lease_ttl * 2).as_millis())
-                    .unwrap_or(u64::MAX),
+                u64::try_from(
+                    (self.tuning.load().policy.retain_for(true) + fleet.lease_ttl * 2).as_millis(),
+                )
+                .unwrap_or(u64::MAX),
             );
         let reply = self
             .fleet
@@ -373,7 +374,8 @@ impl Shared {
             return upstream.await;
         }
         let (page, epochs) = self.names(&key);
-        let deadline = Instant::now() + self.wait_timeout;
+        let wait_timeout = self.tuning.load().wait_timeout;
+        let deadline = Instant::now() + wait_timeout;
         let mut subscription = None;
         let mut awaited: Option<String> = None;
         loop {
@@ -426,7 +428,7 @@ impl Shared {
                     awaited = Some(holder);
                     let now = Instant::now();
                     if now >= deadline {
-                        return Err(Arc::new(UpstreamError::Timeout(self.wait_timeout)));
+                        return Err(Arc::new(UpstreamError::Timeout(wait_timeout)));
                     }
                     let jitter = 0.5 + rand::random::<f64>();
                     let fallback = self.fleet.config().fallback_check.mul_f64(jitter);
@@ -525,7 +527,7 @@ impl Shared {
         claim.settled.store(true, Ordering::Release);
         let (page, epochs) = self.names(key);
         let data = codec::encode(key, entry);
-        let retain = self.policy.retain_for(entry.terminal);
+        let retain = self.tuning.load().policy.retain_for(entry.terminal);
         let mut inv = Self::invocation(&scripts::STORE, &page, &epochs);
         inv.arg(&claim.token)
             .arg(&claim.epochs[0])
@@ -599,7 +601,8 @@ impl Shared {
 
     /// Resource and route epochs outlive every entry stored under them, then expire.
     fn epoch_keep_ms(&self) -> u64 {
-        u64::try_from((self.policy.retain_for(true) * 2).as_millis()).unwrap_or(u64::MAX)
+        u64::try_from((self.tuning.load().policy.retain_for(true) * 2).as_millis())
+            .unwrap_or(u64::MAX)
     }
 
     /// After a reconnect: if purges happened that we may not have heard of, drop all of L1.
