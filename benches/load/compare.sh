@@ -23,11 +23,15 @@ fi
 DURATION=${DURATION:-10}          # seconds per wrk run
 ROUNDS=${ROUNDS:-3}               # interleaved repetitions of every cell
 CONNS=${CONNS:-"64 256"}          # wrk -c values
-export PIN=${PIN:-0} SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} LOGS=${LOGS:-0}  # 1: every server (all its threads) on SERVER_CPU, wrk on LOAD_CPU
+# PIN=1: every server (all its threads) on SERVER_CPU, wrk (and the sim) on LOAD_CPU
+export PG_WORKERS PIN=${PIN:-0} SERVER_CPU=${SERVER_CPU:-0} LOAD_CPU=${LOAD_CPU:-1} LOGS=${LOGS:-0}
 # LOGS=1: access logs on: pollgate to a file, nginx `combined` buffer=64k
+# PG_WORKERS: pollgate's server.workers (default 0, one work-stealing runtime; PIN=1 sets 1,
+# one event loop, the shape of nginx's one worker)
 if [[ "$PIN" == 1 ]]; then
     THREADS=${THREADS:-1}
     SRV_PIN=(taskset -c "$SERVER_CPU"); LOAD_PIN=(taskset -c "$LOAD_CPU"); NGX_WORKERS=1
+    PG_WORKERS=${PG_WORKERS:-1}
 else
     SRV_PIN=(); LOAD_PIN=(); NGX_WORKERS=auto
 fi
@@ -263,6 +267,9 @@ start_pollgate() {
         # Explicit small config: stale window = varnish grace, access log off.
         # Listen/upstream/admin/ttl come from flags (flags win over the file).
         cat >"$dir/bench.toml" <<EOF
+[server]
+workers = ${PG_WORKERS:-0}
+
 [cache]
 stale_while_revalidate = "${GRACE}s"
 
@@ -561,7 +568,8 @@ import datetime
 print(f"\n## pollgate load comparison ({datetime.datetime.now():%Y-%m-%d %H:%M})\n")
 import os
 if os.environ.get("PIN") == "1":
-    print(f"Pinned: every server (all its threads, 1 worker) on CPU {os.environ.get('SERVER_CPU')}, "
+    print(f"Pinned: every server (all its threads; nginx 1 worker, pollgate server.workers = "
+          f"{os.environ.get('PG_WORKERS')}) on CPU {os.environ.get('SERVER_CPU')}, "
           f"wrk -t{threads} on CPU {os.environ.get('LOAD_CPU')}. ", end="")
 else:
     print(f"{ncpu} CPUs shared by wrk (-t{threads}) and the server under test. ", end="")
