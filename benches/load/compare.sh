@@ -517,6 +517,8 @@ PY
         log "  $t: $(tail -n 1 "$BURSTS" | tr '\t' ' ')"
     done
     sim_ctl POST "/_sim/latency?ms=0" >/dev/null || true
+    # `direct` is the sim under another name: stopped once, as the sim.
+    unset 'PID[direct]'
 fi
 
 # pollgate's own view (cache hits/misses, coalescing), kept for the curious.
