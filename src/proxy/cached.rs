@@ -110,7 +110,9 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             Ok(query) => query,
             Err(rejection) => return Ok(rejected(rejection)),
         };
-        let local = if long_poll(&parts.headers).is_some() {
+        let if_none_match = parts.headers.get(header::IF_NONE_MATCH);
+        // `Prefer` is only looked at when there is an ETag to wait on.
+        let local = if if_none_match.is_some() && prefer_wait(&parts.headers).is_some() {
             None
         } else {
             state.cache.get_local(&buf)
@@ -119,7 +121,7 @@ pub fn first_look(state: &Arc<State>, parts: &Parts, matched: Matched<'_>) -> Re
             let now = Instant::now();
             // The policy of the configuration already loaded: one snapshot read per hit.
             if let Freshness::Fresh(left) = Policy::new(&config.cache).judge(entry, now) {
-                return Ok(hit(parts, entry, Outcome::Hit { left }, now));
+                return Ok(hit(parts, if_none_match, entry, Outcome::Hit { left }, now));
             }
         }
         let key = CacheKey::from_written(&buf, query);
@@ -176,8 +178,14 @@ pub async fn rest(
 }
 
 /// A response carrying a cached entry (or a 304 for it), with `Age`.
-fn hit(parts: &Parts, entry: &Entry, outcome: Outcome, now: Instant) -> Answer {
-    let not_modified = not_modified(parts.headers.get(header::IF_NONE_MATCH), entry);
+fn hit(
+    parts: &Parts,
+    if_none_match: Option<&HeaderValue>,
+    entry: &Entry,
+    outcome: Outcome,
+    now: Instant,
+) -> Answer {
+    let not_modified = not_modified(if_none_match, entry);
     let outcome = match outcome {
         Outcome::Hit { left } if not_modified => Outcome::NotModified { left },
         other => other,
@@ -269,7 +277,7 @@ impl<'a> CachedRequest<'a> {
 
     /// A response carrying a cached entry (or a 304 for it), with `Age`.
     fn cached(&self, entry: &Entry, outcome: Outcome, now: Instant) -> Answer {
-        hit(self.parts, entry, outcome, now)
+        hit(self.parts, self.if_none_match, entry, outcome, now)
     }
 
     fn stale(&self, entry: &Entry, why: StaleWhy, now: Instant) -> Answer {
