@@ -90,6 +90,15 @@ impl ClientTls {
         let name = ServerName::try_from("localhost").expect("name");
         connector.connect(name, tcp).await
     }
+
+    /// Connect, then one GET of `path` as `TOKEN_A`'s holder: the handshake's error or the answer.
+    pub async fn get_once(&self, addr: SocketAddr, path: &str) -> std::io::Result<Answer> {
+        let mut conn = Conn::open(self.connect(addr).await?).await;
+        let auth = crate::common::bearer(crate::common::TOKEN_A);
+        conn.get(path, &[("authorization", &auth)])
+            .await
+            .map_err(std::io::Error::other)
+    }
 }
 
 /// The certificate the server presented.

@@ -95,19 +95,13 @@ async fn https_works_with_per_core_workers() {
     install(&dir, &pki.server("first"));
     let toml = format!("[server]\nworkers = 2\n{}", tls_section(&dir, ""));
     let e = Edge::start(dir, &toml).await;
-    let auth = auth();
     let path = items_path(JOB_A, "limit=5");
     // Several connections, so both workers' sockets take some.
     for _ in 0..6 {
-        let stream = ClientTls::new(&pki.ca_pem)
-            .connect(e.addr)
+        let r = ClientTls::new(&pki.ca_pem)
+            .get_once(e.addr, &path)
             .await
-            .expect("TLS");
-        let mut conn = Conn::open(stream).await;
-        let r = conn
-            .get(&path, &[("authorization", &auth)])
-            .await
-            .expect("GET");
+            .expect("GET over TLS");
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.version, Version::HTTP_2);
     }
@@ -125,33 +119,20 @@ async fn mtls_refuses_a_client_without_a_certificate_and_serves_one_with() {
     let toml = tls_section(&dir, &format!("client_ca_file = {}", toml_path(&ca)));
     let e = Edge::start(dir, &toml).await;
     let path = items_path(JOB_A, "limit=5");
-    let auth = auth();
 
     // No certificate: the server refuses the handshake (TLS 1.3 reports it on first use).
-    let refused = async {
-        let stream = ClientTls::new(&pki.ca_pem).connect(e.addr).await?;
-        let mut conn = Conn::open(stream).await;
-        conn.get(&path, &[("authorization", &auth)])
-            .await
-            .map_err(std::io::Error::other)
-    };
+    let refused = ClientTls::new(&pki.ca_pem).get_once(e.addr, &path).await;
     assert!(
-        refused.await.is_err(),
+        refused.is_err(),
         "a client without a certificate was served"
     );
 
     // A certificate from another CA: refused as well.
-    let foreign = async {
-        let stream = ClientTls::new(&pki.ca_pem)
-            .with_identity(&stranger.client("mallory"))
-            .connect(e.addr)
-            .await?;
-        let mut conn = Conn::open(stream).await;
-        conn.get(&path, &[("authorization", &auth)])
-            .await
-            .map_err(std::io::Error::other)
-    };
-    assert!(foreign.await.is_err(), "a client of another CA was served");
+    let foreign = ClientTls::new(&pki.ca_pem)
+        .with_identity(&stranger.client("mallory"))
+        .get_once(e.addr, &path)
+        .await;
+    assert!(foreign.is_err(), "a client of another CA was served");
     let metrics = e.admin(http::Method::GET, "/metrics", None).await.text();
     let refused = metric_value(
         &metrics,
@@ -159,16 +140,11 @@ async fn mtls_refuses_a_client_without_a_certificate_and_serves_one_with() {
     );
     assert_eq!(refused, Some(2.0), "{metrics}");
 
-    let stream = ClientTls::new(&pki.ca_pem)
+    let r = ClientTls::new(&pki.ca_pem)
         .with_identity(&clients.client("worker-1"))
-        .connect(e.addr)
+        .get_once(e.addr, &path)
         .await
-        .expect("mTLS handshake");
-    let mut conn = Conn::open(stream).await;
-    let r = conn
-        .get(&path, &[("authorization", &auth)])
-        .await
-        .expect("GET");
+        .expect("GET with a client certificate");
     assert_eq!(r.status, StatusCode::OK);
     e.shutdown().await;
 }
