@@ -18,20 +18,6 @@ use bytes::Bytes;
 use common::*;
 use http::{Method, StatusCode};
 
-const BIN: &str = env!("CARGO_BIN_EXE_pollgate");
-
-/// Every variable the binary reads; removed so the developer's environment cannot leak in.
-const ENV_VARS: [&str; 8] = [
-    "POLLGATE_REDIS_URL",
-    "POLLGATE_FLEET_SECRET",
-    "POLLGATE_CONFIG",
-    "POLLGATE_LISTEN",
-    "POLLGATE_UPSTREAM",
-    "POLLGATE_ADMIN_LISTEN",
-    "POLLGATE_TTL",
-    "POLLGATE_LOG_FORMAT",
-];
-
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
 
@@ -477,12 +463,6 @@ fn check_config_prints_toml_that_loads_to_the_same_configuration() {
         printed_key(&stdout(&out), "cache.terminal_ttl").map(|(_, o)| o),
         Some("file".to_owned())
     );
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
 }
 
 #[test]

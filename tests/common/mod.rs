@@ -1,7 +1,7 @@
 //! Shared by the end-to-end tests: a real simulated upstream and a real gateway on 127.0.0.1
 //! ephemeral ports, a client for both, and bounded waits on conditions.
 //!
-//! One module per concern: [`harness`] starts the servers, [`client`] talks to them,
+//! One module per concern: [`harness`] starts the servers, [`binary`] runs the real binary, [`client`] talks to them,
 //! [`upstream`] counts what reached the simulated upstream, [`metrics`] reads the admin
 //! metrics, [`wait`] waits on conditions with a bound, [`gate`] holds upstream traffic until
 //! the test lets it through, [`logs`] captures the gateway's log lines; [`redis`] runs a
@@ -10,6 +10,7 @@
 //! Each test binary uses a part of this, hence the `allow`s.
 #![allow(dead_code, unused_imports)]
 
+pub mod binary;
 pub mod client;
 pub mod fleet;
 pub mod gate;
@@ -20,6 +21,7 @@ pub mod redis;
 pub mod upstream;
 pub mod wait;
 
+pub use binary::*;
 pub use client::*;
 pub use gate::*;
 pub use harness::*;

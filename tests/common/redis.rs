@@ -1,7 +1,6 @@
 //! A private `redis-server` per test, on an ephemeral loopback port, that tests can kill,
 //! pause (SIGSTOP) and restart. Never the machine's Redis.
 
-use std::net::TcpListener as StdListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,18 +24,10 @@ fn binary() -> String {
     "redis-server".into()
 }
 
-/// A port free right now (bound and released; `start` retries if someone takes it meanwhile).
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
 impl RedisServer {
     pub fn start() -> RedisServer {
         for _ in 0..5 {
-            let port = free_port();
+            let port = super::binary::free_port().port();
             let dir =
                 std::env::temp_dir().join(format!("pollgate-redis-{port}-{}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("redis dir");

@@ -3,7 +3,6 @@
 //! admin listener off loopback without a token, or an unusable certificate, stops the start
 //! with one message naming the key.
 
-use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -13,26 +12,6 @@ use http::{Method, StatusCode};
 use super::https::{server_cert, ClientTls, Conn};
 use super::pki::{install, toml_path, Pki, TempDir};
 use crate::common::*;
-
-const BIN: &str = env!("CARGO_BIN_EXE_pollgate");
-
-/// Variables the binary reads, removed so the developer's environment cannot leak in.
-const ENV_VARS: [&str; 9] = [
-    "POLLGATE_REDIS_URL",
-    "POLLGATE_FLEET_SECRET",
-    "POLLGATE_CONFIG",
-    "POLLGATE_LISTEN",
-    "POLLGATE_UPSTREAM",
-    "POLLGATE_ADMIN_LISTEN",
-    "POLLGATE_TTL",
-    "POLLGATE_LOG_FORMAT",
-    "RUST_LOG",
-];
-
-fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
-}
 
 fn command(dir: &TempDir) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(BIN);
